@@ -1,0 +1,85 @@
+import pytest
+import torch
+from emgeo import cli, config
+
+
+@pytest.fixture
+def no_key(monkeypatch):
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    monkeypatch.setattr(config, "ndif_key_configured", lambda: False)
+
+
+def test_default_profile_is_cpu(monkeypatch):
+    monkeypatch.delenv("EMGEO_PROFILE", raising=False)
+    prof = config.get_profile()
+    assert prof.name == "cpu" and prof.device == "cpu" and prof.is_cpu
+
+
+def test_profile_from_environment(monkeypatch):
+    monkeypatch.setenv("EMGEO_PROFILE", " CPU ")
+    assert config.get_profile().name == "cpu"
+
+
+def test_unknown_profile_names_the_choices(monkeypatch):
+    monkeypatch.setenv("EMGEO_PROFILE", "tpu")
+    with pytest.raises(config.ProfileError, match="one of cpu, gpu, remote"):
+        config.get_profile()
+
+
+def test_gpu_without_cuda_says_how_to_fix(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(config.ProfileError, match="Change runtime type"):
+        config.get_profile("gpu")
+
+
+def test_gpu_with_cuda_uses_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert config.get_profile("gpu").device == "cuda"
+
+
+def test_remote_without_key_says_how_to_fix(no_key):
+    with pytest.raises(config.ProfileError, match="NDIF_API_KEY"):
+        config.get_profile("remote")
+
+
+def test_remote_key_from_environment(monkeypatch):
+    monkeypatch.setenv("NDIF_API_KEY", "abc")
+    assert config.ndif_key_configured()
+    assert config.get_profile("remote").device == "cpu"
+
+
+def test_profile_error_renders_as_one_sentence_in_ipython():
+    lines = config.ProfileError("do this")._render_traceback_()
+    assert lines == ["ProfileError: do this"]
+
+
+def test_setup_seeds_and_sets_threads():
+    prof = config.setup("cpu", seed=3, n_threads=1)
+    first = torch.rand(3)
+    config.setup("cpu", seed=3, n_threads=1)
+    assert torch.equal(first, torch.rand(3)) and torch.get_num_threads() == 1 == prof.n_threads
+
+
+def test_doctor_reports_key_presence_never_its_value(monkeypatch, capsys):
+    monkeypatch.setenv("NDIF_API_KEY", "secret-value-123")
+    monkeypatch.setenv("EMGEO_PROFILE", "remote")
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "configured" in out and "not configured" not in out and "secret-value-123" not in out
+    for notebook, plan in config.NOTEBOOK_PLAN.items():
+        assert f"{notebook}" in out and plan["remote"] in out
+
+
+def test_doctor_fails_with_one_sentence_for_an_impossible_profile(monkeypatch, capsys, no_key):
+    monkeypatch.setenv("EMGEO_PROFILE", "remote")
+    assert cli.main(["doctor"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("emgeo: EMGEO_PROFILE=remote needs an NDIF API key")
+        and "Traceback" not in err
+    )
+
+
+def test_every_notebook_has_a_plan_for_every_profile():
+    for plan in config.NOTEBOOK_PLAN.values():
+        assert set(plan) == set(config.PROFILES)

@@ -1,0 +1,116 @@
+"""Generate course/ from solutions/: the learner's notebooks, with exercises stubbed out.
+
+solutions/NN_*.ipynb is the single source. For each notebook:
+
+- code between ``# BEGIN SOLUTION`` and ``# END SOLUTION`` becomes ``# YOUR CODE HERE`` and
+  ``raise NotImplementedError()``, at the indentation of the ``# BEGIN SOLUTION`` line;
+- cells tagged ``solution`` are dropped (worked answers, solution-only plots);
+- outputs, execution counts and execution metadata are cleared;
+- links to the notebook's own location (Colab/Binder badges) are pointed at course/.
+
+``emgeo build-course --check`` regenerates in memory and fails if course/ differs.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from emgeo.config import COURSE_DIR, SOLUTIONS_DIR
+
+BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
+SOLUTION_TAG = "solution"
+_BEGIN_RE = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION\s*$")
+_END_RE = re.compile(r"^\s*# END SOLUTION\s*$")
+
+
+class BuildError(ValueError):
+    """A solutions notebook is malformed (unbalanced solution markers)."""
+
+
+def stub_source(source: str, where: str = "<cell>") -> str:
+    """Replace every solution block in ``source`` by the stub, keeping the block's indentation."""
+    out: list[str] = []
+    indent: str | None = None
+    for lineno, line in enumerate(source.splitlines(), start=1):
+        begin, end = _BEGIN_RE.match(line), _END_RE.match(line)
+        if begin:
+            if indent is not None:
+                raise BuildError(f"{where}, line {lineno}: nested {BEGIN}")
+            indent = begin.group("indent")
+            out.extend(indent + s for s in STUB)
+        elif end:
+            if indent is None:
+                raise BuildError(f"{where}, line {lineno}: {END} without {BEGIN}")
+            indent = None
+        elif indent is None:
+            out.append(line)
+    if indent is not None:
+        raise BuildError(f"{where}: {BEGIN} is never closed")
+    return "\n".join(out)
+
+
+def course_notebook(nb: nbformat.NotebookNode, where: str = "<notebook>") -> nbformat.NotebookNode:
+    """The learner's version of a solutions notebook (a new object; ``nb`` is not changed)."""
+    nb = copy.deepcopy(nb)
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+            continue
+        cell.source = cell.source.replace("/blob/main/solutions/", "/blob/main/course/")
+        cell.source = cell.source.replace("labpath=solutions/", "labpath=course/")
+        if cell.cell_type == "code":
+            cell.source = stub_source(cell.source, where=f"{where}, cell {i}")
+            cell.outputs = []
+            cell.execution_count = None
+            cell.metadata.pop("execution", None)
+        cells.append(cell)
+    nb.cells = cells
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def dumps(nb: nbformat.NotebookNode) -> str:
+    """Serialize as nbformat does, with a trailing newline, so files compare byte for byte."""
+    return nbformat.writes(nb) + "\n"
+
+
+@dataclass
+class BuildResult:
+    written: list[Path]
+    drifted: list[Path]
+
+
+def build_course(
+    solutions_dir: Path = SOLUTIONS_DIR, course_dir: Path = COURSE_DIR, check: bool = False
+) -> BuildResult:
+    """Generate every course notebook; with ``check`` write nothing and report the drifted ones."""
+    written, drifted = [], []
+    sources = sorted(solutions_dir.glob("[0-9][0-9]_*.ipynb"))
+    expected_names = {p.name for p in sources}
+    for src in sources:
+        text = dumps(course_notebook(nbformat.read(src, as_version=4), where=str(src)))
+        dst = course_dir / src.name
+        if not dst.exists() or dst.read_text() != text:
+            drifted.append(dst)
+            if not check:
+                course_dir.mkdir(parents=True, exist_ok=True)
+                dst.write_text(text)
+                written.append(dst)
+    # A course notebook with no source is drift too: it would never be updated again.
+    for orphan in sorted(course_dir.glob("[0-9][0-9]_*.ipynb")):
+        if orphan.name not in expected_names:
+            drifted.append(orphan)
+            if not check:
+                orphan.unlink()
+    return BuildResult(written=written, drifted=drifted)
+
+
+def exercise_cells(nb: nbformat.NotebookNode) -> list[int]:
+    """Indices of the code cells that hold a solution block."""
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and BEGIN in c.source]

@@ -1,0 +1,140 @@
+"""The ``emgeo`` command: ``doctor``, ``build-course``, ``pins``, ``execute``, ``reproduce``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import platform
+import sys
+
+from emgeo import config
+
+PACKAGES = (
+    "torch",
+    "transformer-lens",
+    "sae-lens",
+    "nnsight",
+    "transformers",
+    "numpy",
+    "jupyterlab",
+)
+
+
+def doctor_report(profile: str | None = None) -> list[str]:
+    """What `emgeo doctor` prints: versions, profile, threads, GPU, NDIF key, the notebook plan."""
+    import torch
+
+    lines = [f"python           {platform.python_version()} ({sys.executable})"]
+    for pkg in PACKAGES:
+        try:
+            version = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            version = "NOT INSTALLED"
+        lines.append(f"{pkg:<16} {version}")
+    name = config.profile_name(profile)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    lines += [
+        f"profile          {name} (from EMGEO_PROFILE; one of {', '.join(config.PROFILES)})",
+        f"torch threads    {torch.get_num_threads()} of {config.os.cpu_count()} cores",
+        f"GPU              {gpu}",
+        f"NDIF API key     {'configured' if config.ndif_key_configured() else 'not configured'}",
+        f"data directory   {config.DATA_DIR}",
+        "",
+        f"What each notebook runs in the '{name}' profile:",
+    ]
+    lines += [f"  {nb:<36} {plan[name]}" for nb, plan in config.NOTEBOOK_PLAN.items()]
+    return lines
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    print("\n".join(doctor_report()))
+    config.get_profile()  # raises ProfileError with the fix if the profile cannot run here
+    print("\nOK: this profile can run here.")
+    return 0
+
+
+def _build_course(args: argparse.Namespace) -> int:
+    from emgeo.build import build_course
+
+    result = build_course(check=args.check)
+    if args.check:
+        if result.drifted:
+            names = ", ".join(str(p.relative_to(config.REPO_ROOT)) for p in result.drifted)
+            print(f"course/ has drifted from solutions/: {names}. Run `emgeo build-course`.")
+            return 1
+        print("course/ is in sync with solutions/.")
+        return 0
+    print(
+        f"wrote {len(result.written)} course notebook(s)"
+        + "".join(f"\n  {p}" for p in result.written)
+    )
+    return 0
+
+
+def _pins(args: argparse.Namespace) -> int:
+    from emgeo import pins
+
+    if args.write:
+        for path in pins.write_generated():
+            print(f"wrote {path}")
+        return 0
+    print("\n".join(pins.pinned_dependencies()))
+    return 0
+
+
+def _progress(items):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc="notebooks", unit="nb")
+
+
+def _execute(args: argparse.Namespace) -> int:
+    from emgeo.notebooks import execute_in_place
+
+    execute_in_place(args.notebooks or None, progress=_progress)
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from emgeo.notebooks import reproduce
+
+    path = reproduce(args.notebooks or None, progress=_progress)
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="emgeo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "doctor", help="check this machine and say what each notebook will run"
+    ).set_defaults(func=_doctor)
+    p = sub.add_parser("build-course", help="generate course/ from solutions/")
+    p.add_argument(
+        "--check", action="store_true", help="write nothing; fail if course/ has drifted"
+    )
+    p.set_defaults(func=_build_course)
+    p = sub.add_parser(
+        "pins", help="print the pinned dependencies, or --write the files made from them"
+    )
+    p.add_argument("--write", action="store_true", help="regenerate binder/requirements.txt")
+    p.set_defaults(func=_pins)
+    for name, func, text in [
+        ("execute", _execute, "re-execute solutions/ notebooks in place (to commit their outputs)"),
+        ("reproduce", _reproduce, "execute solutions/ notebooks into results/ with summary.json"),
+    ]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument(
+            "notebooks", nargs="*", help="notebook name prefixes, e.g. 01 02 (default: all)"
+        )
+        p.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except config.ProfileError as err:
+        print(f"emgeo: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Profiles, seeds, threads and paths: everything a notebook sets up before it starts.
+
+A profile says where the heavy parts of the course run:
+
+- ``cpu`` (default): everything on this machine, on models that ship with the course or that it
+  trains itself. This is what CI, Binder and laptops run, and what nbval verifies.
+- ``gpu``: Gemma-2 and Gemma Scope on a local CUDA GPU (Colab).
+- ``remote``: Llama-3.1-8B on NDIF through nnsight, SAEs applied locally.
+
+The profile comes from the environment variable ``EMGEO_PROFILE``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROFILES: tuple[str, ...] = ("cpu", "gpu", "remote")
+DEFAULT_SEED = 0
+
+# The repository root: utils/emgeo/config.py -> utils/emgeo -> utils -> root.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = REPO_ROOT / "data"
+SOLUTIONS_DIR = REPO_ROOT / "solutions"
+COURSE_DIR = REPO_ROOT / "course"
+RESULTS_DIR = Path(os.environ.get("EMGEO_RESULTS_DIR", REPO_ROOT / "results"))
+CACHE_DIR = Path(os.environ.get("EMGEO_CACHE_DIR", Path.home() / ".cache" / "emgeo"))
+
+
+class ProfileError(RuntimeError):
+    """A profile was asked for that this machine cannot run; the message says how to fix it.
+
+    In a notebook it renders as its one-sentence message instead of a traceback.
+    """
+
+    def _render_traceback_(self) -> list[str]:  # IPython hook: show the sentence, not the stack
+        return [f"ProfileError: {self}"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Where the course runs: the profile name, the torch device and the torch thread count."""
+
+    name: str
+    device: str
+    n_threads: int
+    seed: int = DEFAULT_SEED
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.name == "cpu"
+
+    def __str__(self) -> str:
+        return (
+            f"emgeo profile '{self.name}': device={self.device}, "
+            f"torch threads={self.n_threads}, seed={self.seed}"
+        )
+
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython display
+        p.text(str(self))
+
+
+def ndif_key_configured() -> bool:
+    """Whether an NDIF API key is set (``NDIF_API_KEY`` or nnsight's config); never its value."""
+    if os.environ.get("NDIF_API_KEY"):
+        return True
+    try:
+        from nnsight import CONFIG
+    except ImportError:
+        return False
+    return bool(getattr(CONFIG.API, "APIKEY", None))
+
+
+def profile_name(name: str | None = None) -> str:
+    """The requested profile: ``name`` if given, else ``EMGEO_PROFILE``, else ``cpu``."""
+    name = (name or os.environ.get("EMGEO_PROFILE") or "cpu").strip().lower()
+    if name not in PROFILES:
+        raise ProfileError(
+            f"Unknown profile {name!r}: set EMGEO_PROFILE to one of {', '.join(PROFILES)} "
+            "(or leave it unset for cpu)."
+        )
+    return name
+
+
+def get_profile(
+    name: str | None = None, n_threads: int | None = None, seed: int = DEFAULT_SEED
+) -> Profile:
+    """Resolve and validate a profile; raise :class:`ProfileError` (with the fix) if it can't run."""
+    name = profile_name(name)
+    if name == "gpu" and not torch.cuda.is_available():
+        raise ProfileError(
+            "EMGEO_PROFILE=gpu needs a CUDA GPU and torch sees none: on Colab pick "
+            "Runtime > Change runtime type > GPU, or unset EMGEO_PROFILE to run the cpu profile."
+        )
+    if name == "remote" and not ndif_key_configured():
+        raise ProfileError(
+            "EMGEO_PROFILE=remote needs an NDIF API key: get one at https://login.ndif.us and "
+            "set it with `export NDIF_API_KEY=...` (or nnsight.CONFIG.set_default_api_key(...)), "
+            "or unset EMGEO_PROFILE to run the cpu profile."
+        )
+    device = "cuda" if name == "gpu" else "cpu"
+    if n_threads is None:
+        n_threads = int(os.environ.get("EMGEO_THREADS", min(2, os.cpu_count() or 1)))
+    return Profile(name=name, device=device, n_threads=n_threads, seed=seed)
+
+
+def seed_everything(seed: int = DEFAULT_SEED) -> torch.Generator:
+    """Seed python, numpy and torch; return a fresh ``torch.Generator`` seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def setup(
+    profile: str | None = None, seed: int = DEFAULT_SEED, n_threads: int | None = None
+) -> Profile:
+    """The one call at the top of every notebook: profile, threads, seeds and plot style."""
+    prof = get_profile(profile, n_threads=n_threads, seed=seed)
+    torch.set_num_threads(prof.n_threads)
+    seed_everything(seed)
+    from emgeo import plotting  # matplotlib is imported only when a notebook starts
+
+    plotting.set_style()
+    return prof
+
+
+# What each notebook runs in each profile (shown by `emgeo doctor` and notebook 00).
+NOTEBOOK_PLAN: dict[str, dict[str, str]] = {
+    "00_orientation": {p: "environment check and a first exercise" for p in PROFILES},
+    "01_toy_superposition": {p: "toy models of superposition, trained here" for p in PROFILES},
+    "02_neighbor_feature_drag": {p: "drag derived and measured on toy models" for p in PROFILES},
+    "03_sparse_autoencoders": {
+        "cpu": "SAE from scratch on the toy model; SAELens on SmolLM2-135M (CPU stand-in)",
+        "gpu": "as cpu, plus Gemma Scope loaded with SAELens",
+        "remote": "as cpu, plus Llama Scope loaded with SAELens",
+    },
+    "04_emergent_misalignment_organism": {
+        p: "the course's EM model organism, fine-tuned on CPU" for p in PROFILES
+    },
+    "05_feature_identification": {
+        "cpu": "nnsight tracing on the organism and on SmolLM2-135M",
+        "gpu": "Gemma-2-2B + Gemma Scope on the local GPU",
+        "remote": "Llama-3.1-8B on NDIF (remote=True) + Llama Scope",
+    },
+    "06_feature_geometry": {
+        "cpu": "decoder-cosine statistics on the organism and SmolLM2-135M",
+        "gpu": "the same on Gemma-2-2B + Gemma Scope",
+        "remote": "the same on Llama-3.1-8B + Llama Scope",
+    },
+    "07_geometric_filter": {
+        "cpu": "the filter and its baselines, evaluated on the organism",
+        "gpu": "the same on Gemma-2-2B with LoRA fine-tuning and a judge",
+        "remote": "the filter scored with Llama-3.1-8B features; evaluation on the organism",
+    },
+}

@@ -1,0 +1,150 @@
+"""Run notebooks headless: execute solutions/ in place, and ``reproduce`` them into results/.
+
+Each notebook runs in its own child process (``python -m emgeo.notebooks``) so that its wall time
+and the peak memory of its kernel are measured alone: the kernel is that process's only child, and
+``getrusage(RUSAGE_CHILDREN)`` reports its peak resident set once it has exited.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from emgeo.config import RESULTS_DIR, SOLUTIONS_DIR
+from emgeo.results import RECORD_FILE_ENV, read_records, set_dotted
+
+KERNEL = "python3"
+CELL_TIMEOUT_S = 900
+
+
+def notebook_env(n_threads: int = 2) -> dict[str, str]:
+    """The environment every headless run gets: cpu profile, fixed threads, fixed hash seed."""
+    env = dict(os.environ)
+    env.update(
+        EMGEO_PROFILE=env.get("EMGEO_PROFILE", "cpu"),
+        EMGEO_THREADS=str(n_threads),
+        OMP_NUM_THREADS=str(n_threads),
+        MKL_NUM_THREADS=str(n_threads),
+        PYTHONHASHSEED="0",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"),
+    )
+    return env
+
+
+def find_notebooks(names: Iterable[str] | None = None, root: Path = SOLUTIONS_DIR) -> list[Path]:
+    """solutions/ notebooks, all or those whose name starts with one of ``names`` (e.g. ``01``)."""
+    paths = sorted(root.glob("[0-9][0-9]_*.ipynb"))
+    if names:
+        names = list(names)
+        paths = [p for p in paths if any(p.stem.startswith(n) or p.name == n for n in names)]
+        if not paths:
+            raise FileNotFoundError(f"no notebook in {root} matches {names}")
+    return paths
+
+
+def execute(src: Path, dst: Path, timeout: int = CELL_TIMEOUT_S) -> dict[str, float]:
+    """Execute ``src`` top to bottom into ``dst`` here; return its wall time and peak memory."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(src, as_version=4)
+    start = time.perf_counter()
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(src.parent)}}
+    )
+    client.execute()
+    wall_s = time.perf_counter() - start
+    for cell in nb.cells:  # nbclient's timing metadata changes every run; keep files stable
+        cell.metadata.pop("execution", None)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dst)
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: KiB
+    return {"wall_s": round(wall_s, 1), "peak_rss_mb": round(peak_kib / 1024, 1)}
+
+
+def run_in_child(src: Path, dst: Path, record_file: Path | None = None) -> dict[str, float]:
+    """Execute one notebook in a fresh child process; return its measurements."""
+    env = notebook_env()
+    if record_file is not None:
+        env[RECORD_FILE_ENV] = str(record_file)
+    cmd = [sys.executable, "-m", "emgeo.notebooks", str(src), str(dst)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{src.name} failed to execute:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def save_figures(nb_path: Path, out_dir: Path) -> list[Path]:
+    """Write every PNG output of an executed notebook to ``out_dir``; return the files."""
+    nb = nbformat.read(nb_path, as_version=4)
+    saved = []
+    for i, cell in enumerate(nb.cells):
+        for k, output in enumerate(cell.get("outputs", [])):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                path = out_dir / f"{nb_path.stem}_cell{i:02d}_{k}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(base64.b64decode(png))
+                saved.append(path)
+    return saved
+
+
+def environment_summary() -> dict[str, Any]:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "profile": notebook_env()["EMGEO_PROFILE"],
+        "threads": int(notebook_env()["EMGEO_THREADS"]),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def reproduce(
+    names: Iterable[str] | None = None,
+    results_dir: Path = RESULTS_DIR,
+    root: Path = SOLUTIONS_DIR,
+    progress=None,
+) -> Path:
+    """Execute solutions/ notebooks into ``results_dir``; merge measurements into summary.json."""
+    summary_path = results_dir / "summary.json"
+    summary: dict[str, Any] = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    paths = find_notebooks(names, root)
+    for src in progress(paths) if progress else paths:
+        dst = results_dir / "notebooks" / src.name
+        with tempfile.TemporaryDirectory() as tmp:
+            record_file = Path(tmp) / "records.jsonl"
+            measured = run_in_child(src, dst, record_file)
+            for key, value in read_records(record_file).items():
+                set_dotted(summary, key, value)
+        summary.setdefault("notebooks", {})[src.stem] = measured
+        save_figures(dst, results_dir / "figures")
+    summary["environment"] = environment_summary()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary_path
+
+
+def execute_in_place(names: Iterable[str] | None = None, progress=None) -> list[Path]:
+    """Re-execute solutions/ notebooks and store their outputs in the files (for committing)."""
+    paths = find_notebooks(names)
+    for src in progress(paths) if progress else paths:
+        run_in_child(src, src)
+    return paths
+
+
+if __name__ == "__main__":  # the child process of run_in_child
+    print(json.dumps(execute(Path(sys.argv[1]), Path(sys.argv[2]))))
