@@ -90,7 +90,7 @@ def profile_name(name: str | None = None) -> str:
 def get_profile(
     name: str | None = None, n_threads: int | None = None, seed: int = DEFAULT_SEED
 ) -> Profile:
-    """Resolve and validate a profile; raise :class:`ProfileError` (with the fix) if it can't run."""
+    """Resolve and validate a profile; raise ProfileError, with the fix, if it cannot run here."""
     name = profile_name(name)
     if name == "gpu" and not torch.cuda.is_available():
         raise ProfileError(
