@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: $(STAMP)
+	$(BIN)/ruff check utils tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 reproduce: $(STAMP)
