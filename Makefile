@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: $(STAMP)
-	$(BIN)/ruff check utils tests
+	$(BIN)/ruff check utils tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 reproduce: $(STAMP)
@@ -34,7 +34,7 @@ course: $(STAMP)
 	$(BIN)/emgeo build-course
 
 lint: $(STAMP)
-	$(BIN)/ruff check utils tests
+	$(BIN)/ruff check utils tests benchmarks
 
 clean:
 	rm -rf results

@@ -2,9 +2,10 @@ import shutil
 
 import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
 from emgeo import build
 from emgeo.config import COURSE_DIR, SOLUTIONS_DIR
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 SOLVED = '''def f(x):
     """Double x."""

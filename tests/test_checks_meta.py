@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from emgeo import checks, geometry
+
+from emgeo import checks, drag, geometry, toy
 
 
 def _stub(*args, **kwargs):
@@ -36,12 +37,164 @@ def _cos_abs(a, b):
     return geometry.cosine_similarity_matrix(a, b).abs()
 
 
+# 01: generate_batch
+
+
+def _batch_sparsity_as_probability(n_batch, p, n_features, generator=None):
+    return toy.generate_batch(n_batch, 1 - p, n_features, generator)
+
+
+def _batch_gaussian_values(n_batch, p, n_features, generator=None):
+    x = toy.generate_batch(n_batch, p, n_features, generator)
+    return torch.where(x != 0, torch.randn(x.shape, generator=generator).abs(), 0.0)
+
+
+def _batch_shared_mask(n_batch, p, n_features, generator=None):
+    values = torch.rand(n_batch, len(p), n_features, generator=generator)
+    on = torch.rand(n_batch, len(p), 1, generator=generator) < p[:, None]
+    return values * on
+
+
+def _batch_ignores_generator(n_batch, p, n_features, generator=None):
+    return toy.generate_batch(n_batch, p, n_features, None)
+
+
+def _batch_all_ones(n_batch, p, n_features, generator=None):
+    return (toy.generate_batch(n_batch, p, n_features, generator) != 0).float()
+
+
+# 01: toy_forward, importance_loss, feature_dimensionality
+
+
+def _forward_no_relu(W, b, x):
+    return torch.einsum("idf,bid->bif", W, torch.einsum("idf,bif->bid", W, x)) + b
+
+
+def _forward_no_bias(W, b, x):
+    return toy.toy_forward(W, torch.zeros_like(b), x)
+
+
+def _forward_relu_before_bias(W, b, x):
+    return toy.toy_forward(W, torch.zeros_like(b), x) + b
+
+
+def _forward_squeezed_instances(W, b, x):
+    return toy.toy_forward(W, b, x)[:, :1]
+
+
+def _loss_no_importance(x, x_hat, importance):
+    return ((x - x_hat) ** 2).sum(-1).mean(0)
+
+
+def _loss_mean_features(x, x_hat, importance):
+    return (importance * (x - x_hat) ** 2).mean(-1).mean(0)
+
+
+def _loss_scalar(x, x_hat, importance):
+    return toy.importance_loss(x, x_hat, importance).sum()
+
+
+def _dim_unnormalized(W):
+    return (W**2).sum(1) / (torch.einsum("idf,idg->ifg", W, W) ** 2).sum(-1)
+
+
+def _dim_no_square(W):
+    W_hat = W / W.norm(dim=1, keepdim=True)
+    return (W**2).sum(1) / torch.einsum("idf,idg->ifg", W_hat, W).abs().sum(-1)
+
+
+# 02: predicted_drag
+
+
+def _drag_variant(no_transpose=False, no_mask=False, no_two=False, sign=False):
+    def predicted(W, b, target, x_t=1.0, gamma=2.0, lr=1e-2):
+        W_t = W[:, target]
+        r_t = x_t * (W_t @ W_t) + b[target]
+        err = (torch.relu(r_t) - gamma * x_t) * (1.0 if no_mask else (r_t > 0).float())
+        alpha = (1 if sign else -1) * (1 if no_two else 2) * lr * x_t * err
+        delta = alpha * x_t * ((W @ W_t) if no_transpose else (W.T @ W_t))
+        delta[target] = 2 * alpha * x_t * (W_t @ W_t) - lr * err
+        return delta
+
+    predicted.__name__ = "drag_" + "_".join(
+        k
+        for k, v in dict(
+            no_transpose=no_transpose, no_mask=no_mask, no_two=no_two, sign=sign
+        ).items()
+        if v
+    )
+    return predicted
+
+
+def _drag_target_only_drag(W, b, target, x_t=1.0, gamma=2.0, lr=1e-2):
+    delta = drag.predicted_drag(W, b, target, x_t, gamma, lr)
+    return delta * (torch.arange(len(delta)) == target)
+
+
 CASES = {
     "check_cosine_similarity": (
         geometry.cosine_similarity_matrix,
         [_cos_unnormalized, _cos_wrong_dim, _cos_transposed, _cos_numpy, _cos_abs],
     ),
+    "check_generate_batch": (
+        toy.generate_batch,
+        [
+            _batch_sparsity_as_probability,
+            _batch_gaussian_values,
+            _batch_shared_mask,
+            _batch_ignores_generator,
+            _batch_all_ones,
+        ],
+    ),
+    "check_toy_forward": (
+        toy.toy_forward,
+        [
+            _forward_no_relu,
+            _forward_no_bias,
+            _forward_relu_before_bias,
+            _forward_squeezed_instances,
+        ],
+    ),
+    "check_importance_loss": (
+        toy.importance_loss,
+        [_loss_no_importance, _loss_mean_features, _loss_scalar],
+    ),
+    "check_feature_dimensionality": (
+        toy.feature_dimensionality,
+        [_dim_unnormalized, _dim_no_square],
+    ),
+    "check_predicted_drag": (
+        drag.predicted_drag,
+        [
+            _drag_variant(no_transpose=True),
+            _drag_variant(no_mask=True),
+            _drag_variant(no_two=True),
+            _drag_variant(sign=True),
+            _drag_target_only_drag,
+        ],
+    ),
 }
+
+
+@pytest.mark.parametrize(
+    "bug, hint",
+    [
+        (_drag_variant(no_transpose=True), "transpose"),
+        (_drag_variant(no_mask=True), "mask"),
+        (_batch_sparsity_as_probability, "1 - feature_probability"),
+        (_forward_no_relu, "ReLU"),
+    ],
+    ids=lambda x: getattr(x, "__name__", x),
+)
+def test_named_mistakes_are_diagnosed(bug, hint):
+    name = {
+        "drag": "check_predicted_drag",
+        "_batch": "check_generate_batch",
+        "_forwa": "check_toy_forward",
+    }
+    check = next(v for k, v in name.items() if bug.__name__.startswith(k))
+    with pytest.raises(checks.CheckFailed, match=hint):
+        getattr(checks, check)(bug)
 
 
 def test_every_check_has_cases():

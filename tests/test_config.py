@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from emgeo import cli, config
 
 

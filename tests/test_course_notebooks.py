@@ -11,12 +11,13 @@ import re
 
 import nbformat
 import pytest
-from emgeo.build import STUB
-from emgeo.config import COURSE_DIR
-from emgeo.notebooks import KERNEL, notebook_env
 from IPython.core.inputtransformer2 import TransformerManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from emgeo.build import STUB
+from emgeo.config import COURSE_DIR
+from emgeo.notebooks import KERNEL, notebook_env
 
 NOTEBOOKS = sorted(COURSE_DIR.glob("[0-9][0-9]_*.ipynb"))
 CHECK_CALL = re.compile(r"checks\.(check_\w+)\((\w+)")

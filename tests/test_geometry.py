@@ -1,4 +1,5 @@
 import torch
+
 from emgeo import geometry
 
 

@@ -3,8 +3,9 @@
 import json
 
 import nbformat
-from emgeo import notebooks
 from nbformat.v4 import new_code_cell, new_notebook
+
+from emgeo import notebooks
 
 
 def _tiny_notebook(path):

@@ -2,6 +2,7 @@ import re
 
 import nbformat
 import pytest
+
 from emgeo import pins
 from emgeo.config import COURSE_DIR, REPO_ROOT, SOLUTIONS_DIR
 

@@ -3,13 +3,15 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from emgeo import results
 
 
 def test_record_appends_to_the_record_file(tmp_path, monkeypatch):
     path = tmp_path / "records.jsonl"
     monkeypatch.setenv(results.RECORD_FILE_ENV, str(path))
-    assert results.record("a.b", torch.tensor(0.5)) == 0.5
+    results.record("a.b", torch.tensor(0.5))
+    assert results.RECORDED["a.b"] == 0.5
     results.record("a.c", np.array([1, 2]))
     results.record("a.b", 0.25)
     assert results.read_records(path) == {"a.b": 0.25, "a.c": [1, 2]}

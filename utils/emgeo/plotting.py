@@ -49,3 +49,202 @@ def similarity_heatmap(
     ax.set_xlabel("feature")
     ax.set_ylabel("feature")
     return ax
+
+
+# ---------------------------------------------------------------- 01 toy superposition
+
+STICKY_FRACTIONS = {
+    "1": 1.0,
+    "3/4": 0.75,
+    "2/3": 2 / 3,
+    "1/2": 0.5,
+    "2/5": 0.4,
+    "3/8": 0.375,
+    "1/3": 1 / 3,
+}
+
+
+def _np(t):
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else t
+
+
+def gram_grid(Ws, titles: list[str], suptitle: str = ""):
+    """W^T W for several models side by side, with each feature's norm ||W_i|| below."""
+    import matplotlib.pyplot as plt
+
+    n = len(Ws)
+    fig, axes = plt.subplots(
+        2, n, figsize=(2.0 * n + 0.6, 4.2), height_ratios=[3, 1], squeeze=False
+    )
+    for k, (W, title) in enumerate(zip(Ws, titles, strict=True)):
+        gram = _np(W.T @ W)
+        axes[0, k].imshow(gram, cmap="RdBu_r", vmin=-1.2, vmax=1.2)
+        axes[0, k].set_title(title)
+        axes[0, k].set_xticks([]), axes[0, k].set_yticks([])
+        norms = _np(W.norm(dim=0))
+        axes[1, k].bar(
+            range(len(norms)), norms, color=plt.cm.viridis(range(0, 256, 256 // len(norms)))
+        )
+        axes[1, k].set_ylim(0, 1.3)
+        axes[1, k].set_xticks([])
+        axes[1, k].axhline(0.5, color="grey", lw=0.8, ls="--")
+    axes[0, 0].set_ylabel("$W^T W$")
+    axes[1, 0].set_ylabel(r"$\|W_i\|$")
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def feature_arrows(Ws, titles: list[str], suptitle: str = ""):
+    """Each feature's 2-D direction W_i as an arrow, coloured by importance rank (dark = most)."""
+    import matplotlib.pyplot as plt
+
+    n = len(Ws)
+    fig, axes = plt.subplots(1, n, figsize=(2.0 * n + 0.4, 2.6), squeeze=False)
+    for ax, W, title in zip(axes[0], Ws, titles, strict=True):
+        W = _np(W)
+        colors = plt.cm.viridis([i / max(W.shape[1] - 1, 1) for i in range(W.shape[1])])
+        for i in range(W.shape[1]):
+            ax.plot([0, W[0, i]], [0, W[1, i]], color=colors[i], lw=1.5)
+            ax.scatter(W[0, i], W[1, i], color=colors[i], s=18, zorder=3)
+        ax.set_xlim(-1.4, 1.4), ax.set_ylim(-1.4, 1.4)
+        ax.set_aspect("equal")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(title)
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def norms_across_sparsity(sparsities, W, ax=None):
+    """||W_i|| of every feature against the sparsity S; W is (sparsity, d_hidden, feats)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.4))
+    norms = _np(W.norm(dim=1))
+    x = [1 / (1 - s) for s in sparsities]
+    for i in range(norms.shape[1]):
+        ax.plot(
+            x,
+            norms[:, i],
+            marker="o",
+            color=plt.cm.viridis(i / max(norms.shape[1] - 1, 1)),
+            label=f"feature {i}",
+        )
+    ax.set_xscale("log")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("1 / (1 - S)   (sparser to the right)")
+    ax.set_ylabel(r"$\|W_i\|$")
+    ax.set_title("Which features get represented, as sparsity grows")
+    ax.legend(fontsize="small", ncol=1, loc="center left", bbox_to_anchor=(1, 0.5))
+    return ax
+
+
+def dimensionality_scatter(sparsities, D, ax=None):
+    """Feature dimensionality of every feature at every sparsity, with the sticky fractions."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    D = _np(D)
+    for k, s in enumerate(sparsities):
+        ax.scatter([1 / (1 - s)] * D.shape[1], D[k], s=10, alpha=0.6, color="C0")
+    for label, value in STICKY_FRACTIONS.items():
+        ax.axhline(value, color="grey", lw=0.6, ls=":")
+        ax.text(1.0, value, label, fontsize="x-small", va="center", ha="right")
+    ax.set_xscale("log")
+    ax.set_xlabel("1 / (1 - S)")
+    ax.set_ylabel("feature dimensionality $D_i$")
+    ax.set_title("Dimensionality sticks at simple fractions")
+    return ax
+
+
+def toy_explorer(sweep):
+    """An ipywidgets explorer: pick a sparsity and an importance decay, see the trained geometry."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    def show(sparsity: float, decay: float):
+        W, _ = sweep.condition(sparsity, decay)
+        fig = feature_arrows([W], [f"S = {sparsity}, I_i = {decay}^i"])
+        plt.show(fig)
+
+    return widgets.interactive(
+        show,
+        sparsity=widgets.SelectionSlider(
+            options=sweep.sparsities,
+            value=sweep.sparsities[-1],
+            description="sparsity S",
+            continuous_update=False,
+        ),
+        decay=widgets.SelectionSlider(
+            options=sweep.decays,
+            value=sweep.decays[-1],
+            description="decay",
+            continuous_update=False,
+        ),
+    )
+
+
+# ---------------------------------------------------------------- 02 neighbor-feature drag
+
+
+def drag_scatter(predicted, measured, seeds, title: str, ax=None):
+    """Measured vs predicted change of every non-target feature, one colour per seed."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 3.8))
+    predicted, measured, seeds = _np(predicted), _np(measured), _np(seeds)
+    for s in sorted(set(seeds.tolist())):
+        keep = seeds == s
+        ax.scatter(predicted[keep], measured[keep], s=8, alpha=0.6, label=f"seed {s}")
+    lo, hi = min(predicted.min(), measured.min()), max(predicted.max(), measured.max())
+    ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--", label="measured = predicted")
+    ax.set_xlabel(r"predicted  $\alpha\, x_t \langle W_j, W_t \rangle$")
+    ax.set_ylabel("measured change")
+    ax.set_title(title)
+    ax.legend(fontsize="x-small")
+    return ax
+
+
+def drag_breakdown(steps, curves: dict, ylabel: str, title: str, ax=None):
+    """One line per variant of how the prediction fares as fine-tuning goes on."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 3.4))
+    for label, values in curves.items():
+        ax.plot(steps, values, marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("fine-tuning steps")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def grouped_bars(table, x: str, y: str, hue: str | None = None, title: str = "", ax=None):
+    """A seaborn bar plot (mean and 95% interval over seeds) with the per-seed points on top."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 3.4))
+    data = pd.DataFrame(table)
+    sns.barplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=("ci", 95), alpha=0.8)
+    sns.stripplot(
+        data=data,
+        x=x,
+        y=y,
+        hue=hue,
+        ax=ax,
+        dodge=hue is not None,
+        color="black",
+        size=3,
+        legend=False,
+    )
+    ax.set_title(title)
+    return ax

@@ -28,8 +28,8 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def record(key: str, value: Any) -> Any:
-    """Record a measured value under a dotted ``key``; returns ``value`` so it can be displayed."""
+def record(key: str, value: Any) -> None:
+    """Record a measured value under a dotted ``key`` (JSON-serializable after conversion)."""
     value = _jsonable(value)
     json.dumps(value)  # fail here, at the notebook line, if it cannot be stored
     RECORDED[key] = value
@@ -37,7 +37,6 @@ def record(key: str, value: Any) -> Any:
     if path:
         with open(path, "a") as f:
             f.write(json.dumps({"key": key, "value": value}) + "\n")
-    return value
 
 
 def read_records(path: Path) -> dict[str, Any]:
