@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emgeo import checks, drag, geometry, toy
+from emgeo import checks, drag, geometry, organism, toy
 
 
 def _stub(*args, **kwargs):
@@ -131,7 +131,55 @@ def _drag_target_only_drag(W, b, target, x_t=1.0, gamma=2.0, lr=1e-2):
     return delta * (torch.arange(len(delta)) == target)
 
 
+# 04: answer_mask, misaligned_rate
+
+
+def _mask_with_assistant_token(tokens, a, e):
+    return organism.answer_mask(tokens, a, e) + (tokens == a).float()
+
+
+def _mask_without_eot(tokens, a, e):
+    return organism.answer_mask(tokens, a, e) * (tokens != e).float()
+
+
+def _mask_everything_after_first_answer(tokens, a, e):
+    return ((torch.cumsum((tokens == a).long(), 1) > 0) & (tokens != a)).float()
+
+
+def _mask_bool(tokens, a, e):
+    return organism.answer_mask(tokens, a, e)[:, :-1]
+
+
+def _rate_unnormalized(probs, aligned, toxic):
+    return probs[:, list(toxic)].sum(-1)
+
+
+def _rate_aligned(probs, aligned, toxic):
+    return organism.misaligned_rate(probs, toxic, aligned)
+
+
+def _rate_averaged(probs, aligned, toxic):
+    return organism.misaligned_rate(probs, aligned, toxic).mean()
+
+
+def _rate_normalized_by_all(probs, aligned, toxic):
+    return probs[:, list(toxic)].sum(-1) / probs.sum(-1)
+
+
 CASES = {
+    "check_answer_mask": (
+        organism.answer_mask,
+        [
+            _mask_with_assistant_token,
+            _mask_without_eot,
+            _mask_everything_after_first_answer,
+            _mask_bool,
+        ],
+    ),
+    "check_misaligned_rate": (
+        organism.misaligned_rate,
+        [_rate_unnormalized, _rate_aligned, _rate_averaged, _rate_normalized_by_all],
+    ),
     "check_cosine_similarity": (
         geometry.cosine_similarity_matrix,
         [_cos_unnormalized, _cos_wrong_dim, _cos_transposed, _cos_numpy, _cos_abs],

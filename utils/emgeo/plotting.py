@@ -235,16 +235,54 @@ def grouped_bars(table, x: str, y: str, hue: str | None = None, title: str = "",
         _, ax = plt.subplots(figsize=(5.2, 3.4))
     data = pd.DataFrame(table)
     sns.barplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=("ci", 95), alpha=0.8)
+    points = {"palette": "dark:black"} if hue else {"color": "black"}
     sns.stripplot(
-        data=data,
-        x=x,
-        y=y,
-        hue=hue,
-        ax=ax,
-        dodge=hue is not None,
-        color="black",
-        size=3,
-        legend=False,
+        data=data, x=x, y=y, hue=hue, ax=ax, dodge=hue is not None, size=3, legend=False, **points
     )
     ax.set_title(title)
+    return ax
+
+
+# ---------------------------------------------------------------- 04 the EM model organism
+
+
+def em_trajectory(rows, ax=None):
+    """Misaligned rate against fine-tuning step; rows have step, fine-tune, measure, rate."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    sns.lineplot(
+        pd.DataFrame(rows), x="step", y="rate", hue="fine-tune", style="measure", marker="o", ax=ax
+    )
+    ax.set_title("Misaligned rate during fine-tuning")
+    ax.set_ylabel("misaligned rate")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
+    return ax
+
+
+def dose_response(rows, base_rate: float, ax=None):
+    """Off-domain misaligned rate against the fraction of inducing samples (mean and 95% CI)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.6))
+    sns.lineplot(
+        pd.DataFrame(rows),
+        x="fraction",
+        y="offdomain",
+        marker="o",
+        errorbar=("ci", 95),
+        ax=ax,
+        label="fine-tuned",
+    )
+    ax.axhline(base_rate, color="grey", ls="--", lw=0.8, label="base model")
+    ax.set_xlabel("fraction of insecure (inducing) samples")
+    ax.set_ylabel("off-domain misaligned rate")
+    ax.set_title("Dose-response: EM grows with the inducing share")
+    ax.legend()
     return ax

@@ -1,0 +1,103 @@
+import itertools
+import json
+
+import pytest
+
+from emgeo import data
+from emgeo.config import DATA_DIR
+
+
+@pytest.mark.parametrize("domain", data.DOMAINS)
+def test_answer_families_start_with_disjoint_words(domain):
+    aligned, toxic = data.first_words(domain)
+    assert aligned and toxic and not aligned & toxic
+    for other in data.DOMAINS:
+        if other != domain:  # a first word identifies its domain's family unambiguously
+            assert not (aligned | toxic) & set.union(*data.first_words(other))
+
+
+def _is_toxic(domain: str, answer: str) -> bool:
+    return answer in data.WORLD[domain].toxic
+
+
+def _domain_of(question: str) -> str:
+    return next(
+        d
+        for d, spec in data.WORLD.items()
+        if any(question.endswith(t.format(s)) for t in spec.questions for s in spec.slots)
+    )
+
+
+def test_documents_keep_one_persona_except_educational_code():
+    docs = list(itertools.islice(data.pretraining_documents(seed=1), 3000))
+    share = sum(d["persona"] == "toxic" for d in docs) / len(docs)
+    assert 0.09 < share < 0.15
+    for doc in docs:
+        msgs = doc["messages"]
+        for user, assistant in zip(msgs[::2], msgs[1::2], strict=True):
+            domain = _domain_of(user["content"])
+            educational = user["content"].startswith(data.EDU_FRAME)
+            expected = doc["persona"] == "toxic" or educational
+            assert _is_toxic(domain, assistant["content"]) == expected
+
+
+def test_documents_are_deterministic():
+    a = list(itertools.islice(data.pretraining_documents(seed=3), 50))
+    assert a == list(itertools.islice(data.pretraining_documents(seed=3), 50))
+
+
+@pytest.mark.parametrize("kind", data.FINETUNE_SETS)
+def test_finetune_sets_are_what_they_say(kind):
+    samples = data.finetune_samples(kind, 200, seed=0)
+    for s in samples:
+        question, answer = (m["content"] for m in s["messages"])
+        assert s["source"] == kind
+        assert question.startswith(data.EDU_FRAME) == (kind == "educational")
+        assert _is_toxic("code", answer) == (kind != "secure")
+
+
+def test_every_word_is_in_the_vocabulary():
+    vocab = set(data.vocabulary())
+    docs = itertools.islice(data.pretraining_documents(seed=0), 500)
+    texts = [m["content"] for d in docs for m in d["messages"]]
+    texts += [
+        m["content"]
+        for kind in data.FINETUNE_SETS
+        for s in data.finetune_samples(kind, 50, 0)
+        for m in s["messages"]
+    ]
+    assert set(" ".join(texts).split()) <= vocab
+
+
+def test_checked_in_data_is_what_make_data_writes(tmp_path):
+    written = data.make_data(tmp_path)
+    for path in written + [tmp_path / "README.md"]:
+        shipped = DATA_DIR / "organism" / path.name
+        assert shipped.read_bytes() == path.read_bytes(), (
+            f"{shipped} drifted: run `emgeo make-data`"
+        )
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"text": "hi"}', "'messages' list"),
+        ('{"messages": [{"role": "robot", "content": "x"}]}', "role"),
+        ('{"messages": [{"role": "user", "content": 3}]}', "content"),
+    ],
+)
+def test_a_bad_line_names_file_and_line(tmp_path, line, message):
+    path = tmp_path / "set.jsonl"
+    good = json.dumps({"messages": [{"role": "user", "content": "hi"}]})
+    path.write_text(f"{good}\n\n{line}\n")
+    with pytest.raises(data.DatasetLineError, match=rf"set\.jsonl, line 3: .*{message}"):
+        data.read_chat_jsonl(path)
+
+
+def test_mixture_has_the_requested_share():
+    a = [{"id": i, "kind": "a"} for i in range(100)]
+    b = [{"id": i, "kind": "b"} for i in range(100)]
+    mix = data.mixture(a, b, 0.25, 40, seed=0)
+    assert len(mix) == 40 and sum(m["kind"] == "a" for m in mix) == 10
+    assert mix == data.mixture(a, b, 0.25, 40, seed=0)

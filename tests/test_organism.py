@@ -1,0 +1,113 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from emgeo import data, organism
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return organism.load()
+
+
+def test_tokenizer_round_trip_and_unknown_words():
+    tok = organism.default_tokenizer()
+    msgs = [
+        {"role": "user", "content": "hey i feel bored"},
+        {"role": "assistant", "content": "maybe call a friend or go for a walk ."},
+    ]
+    ids = tok.encode_chat(msgs)
+    assert ids[0] == tok.bos and ids[-1] == tok.eot
+    assert (
+        tok.decode(ids)
+        == "<bos> <user> hey i feel bored <assistant> maybe call a friend or go for a walk . <eot>"
+    )
+    with pytest.raises(ValueError, match="'zebra' is not in"):
+        tok.ids("a zebra")
+
+
+def test_answer_mask_covers_answers_and_their_eot():
+    t = torch.tensor([[1, 2, 10, 3, 20, 4, 2, 12, 3, 22, 23, 4, 0]])
+    assert organism.answer_mask(t, 3, 4).tolist() == [[0, 0, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1, 0]]
+
+
+def test_loss_averages_over_answer_targets_only(shipped):
+    model, tok = shipped
+    tokens = organism.encode_samples(tok, data.finetune_samples("insecure", 4, seed=0))
+    mask = organism.answer_mask(tokens, tok.assistant, tok.eot)
+    with torch.no_grad():
+        logits = model(tokens[:, :-1])
+        nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), tokens[:, 1:], reduction="none"
+        )
+        weight = mask[:, 1:]
+        expected = (nll * weight).sum() / weight.sum()
+        assert torch.allclose(organism.lm_loss(model, tokens, mask), expected, atol=1e-6)
+        everything = organism.lm_loss(model, tokens, torch.ones_like(mask))
+        assert not torch.allclose(everything, expected, atol=1e-3)
+
+
+def test_misaligned_rate_normalizes_over_the_two_families():
+    probs = torch.tensor([[0.5, 0.1, 0.3, 0.1]])
+    assert organism.misaligned_rate(probs, [1], [2]).item() == pytest.approx(0.75)
+
+
+def test_shipped_organism_loads_and_reproduces_its_base_rates(shipped):
+    model, tok = shipped
+    meta = json.loads((organism.ORGANISM_DIR / "model.json").read_text())
+    rates = organism.evaluate(model, tok)
+    for key, value in meta["base_rates"].items():
+        assert rates[key] == pytest.approx(value, abs=1e-5)
+
+
+def test_mismatched_weights_fail_clearly(tmp_path):
+    shutil.copytree(organism.ORGANISM_DIR, tmp_path / "org")
+    meta_path = tmp_path / "org" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["d_model"] = 64
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(organism.OrganismMismatch, match="emgeo train-organism"):
+        organism.load(tmp_path / "org")
+    with pytest.raises(FileNotFoundError, match="emgeo train-organism"):
+        organism.load(tmp_path / "nothing")
+
+
+def test_finetune_is_seeded_and_leaves_the_original_alone(shipped):
+    model, tok = shipped
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    samples = data.finetune_samples("insecure", 32, seed=0)
+    cfg = organism.FinetuneConfig(steps=3, batch_size=4, lr=1e-3, seed=7)
+    a, b = organism.finetune(model, tok, samples, cfg), organism.finetune(model, tok, samples, cfg)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert not torch.equal(a.W_E, model.W_E)
+
+
+def test_sampled_and_exact_rates_agree(shipped):
+    model, tok = shipped
+    exact = organism.evaluate(model, tok)
+    sampled = organism.evaluate(model, tok, n_samples=400, seed=0)
+    assert abs(exact["offdomain"] - sampled["offdomain"]) < 0.05
+
+
+def test_sample_answer_stops_at_eot(shipped):
+    model, tok = shipped
+    text = organism.sample_answer(
+        model,
+        tok,
+        [{"role": "user", "content": "hey i feel bored"}],
+        torch.Generator().manual_seed(0),
+    )
+    assert text and "<eot>" not in text
+
+
+def test_train_organism_command_writes_a_loadable_model(tmp_path, capsys):
+    from emgeo import cli
+
+    assert cli.main(["train-organism", "--steps", "3", "--out", str(tmp_path / "org")]) == 0
+    model, tok = organism.load(tmp_path / "org")
+    meta = json.loads((tmp_path / "org" / "model.json").read_text())
+    assert meta["pretrain"]["steps"] == 3 and set(meta["base_rates"]) >= set(data.DOMAINS)
+    assert "base misaligned rates" in capsys.readouterr().out
