@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from emgeo import sae
+
+
+@pytest.fixture
+def params():
+    gen = torch.Generator().manual_seed(0)
+    return (
+        torch.randn(4, 6, generator=gen),
+        torch.randn(6, generator=gen),
+        torch.randn(4, generator=gen),
+    )
+
+
+def test_encode_subtracts_b_dec_and_applies_relu(params):
+    W_enc, b_enc, b_dec = params
+    x = torch.randn(3, 4)
+    f = sae.encode(x, W_enc, b_enc, b_dec)
+    assert (f >= 0).all()
+    assert torch.allclose(f, torch.relu((x - b_dec) @ W_enc + b_enc))
+
+
+def test_topk_keeps_k_latents(params):
+    W_enc, b_enc, b_dec = params
+    f = sae.topk_encode(torch.randn(5, 4), W_enc, b_enc, b_dec, k=2)
+    assert ((f > 0).sum(-1) <= 2).all() and (f >= 0).all()
+
+
+def test_loss_adds_the_l1_penalty():
+    x, x_hat, f = torch.ones(2, 3), torch.zeros(2, 3), torch.ones(2, 5)
+    assert sae.sae_loss(x, x_hat, f, 0.0).item() == pytest.approx(3.0)
+    assert sae.sae_loss(x, x_hat, f, 0.1).item() == pytest.approx(3.5)
+
+
+def test_decoder_stays_unit_norm_during_training():
+    model = sae.ToySAE(sae.ToySAEConfig(d_in=3, d_sae=6), torch.Generator().manual_seed(0))
+    acts = torch.randn(512, 3)
+    sae.train_sae(model, acts, steps=20, batch_size=32, progress=False)
+    assert torch.allclose(model.W_dec.norm(dim=-1), torch.ones(6), atol=1e-5)
+
+
+def test_sae_recovers_toy_features():
+    """Sparse, nearly orthogonal ground-truth directions are recovered almost exactly."""
+    gen = torch.Generator().manual_seed(0)
+    W = torch.linalg.qr(torch.randn(8, 8, generator=gen)).Q[:, :6]  # 6 orthonormal features in 8-D
+    acts = sae.toy_activations(W, 8_000, feature_probability=0.1, generator=gen)
+    model = sae.ToySAE(sae.ToySAEConfig(d_in=8, d_sae=12, l1_coeff=3e-3), gen)
+    sae.train_sae(model, acts, steps=1_500, batch_size=256, lr=1e-2, generator=gen, progress=False)
+    assert sae.mean_max_cosine(model.W_dec.detach(), W.T) > 0.95
+    stats = sae.evaluate_sae(model, acts)
+    assert stats.explained_variance > 0.9 and 0 <= stats.dead_fraction <= 1
+
+
+def test_mean_max_cosine_of_identical_directions_is_one():
+    d = torch.randn(5, 4)
+    assert sae.mean_max_cosine(torch.cat([d, torch.randn(3, 4)]), d) == pytest.approx(1.0)

@@ -1,0 +1,154 @@
+"""Sparse autoencoders: one written from scratch for the toy track, and helpers around SAELens.
+
+Names follow SAELens: ``W_enc (d_in, d_sae)``, ``b_enc``, ``W_dec (d_sae, d_in)``, ``b_dec``;
+``encode`` maps activations to latents, ``decode`` maps them back. Rows of ``W_dec`` are the
+latents' *directions*, the vectors whose geometry the rest of the course studies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class ToySAEConfig:
+    d_in: int
+    d_sae: int
+    l1_coeff: float = 1e-2
+    k: int | None = None  # TopK variant: keep the k largest latents instead of an L1 penalty
+
+
+def encode(
+    x: Float[Tensor, "... d_in"],
+    W_enc: Float[Tensor, "d_in d_sae"],
+    b_enc: Float[Tensor, " d_sae"],
+    b_dec: Float[Tensor, " d_in"],
+) -> Float[Tensor, "... d_sae"]:
+    """ReLU latents: f = ReLU((x - b_dec) W_enc + b_enc)."""
+    return torch.relu((x - b_dec) @ W_enc + b_enc)
+
+
+def topk_encode(
+    x: Float[Tensor, "... d_in"],
+    W_enc: Float[Tensor, "d_in d_sae"],
+    b_enc: Float[Tensor, " d_sae"],
+    b_dec: Float[Tensor, " d_in"],
+    k: int,
+) -> Float[Tensor, "... d_sae"]:
+    """TopK latents: the k largest pre-activations, ReLU'd; all others zero."""
+    pre = (x - b_dec) @ W_enc + b_enc
+    top = pre.topk(k, dim=-1)
+    return torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
+
+
+def sae_loss(
+    x: Float[Tensor, "batch d_in"],
+    x_hat: Float[Tensor, "batch d_in"],
+    f: Float[Tensor, "batch d_sae"],
+    l1_coeff: float,
+) -> Tensor:
+    """Reconstruction MSE (sum over d_in, batch mean) plus l1_coeff times the L1 of the latents."""
+    mse = ((x - x_hat) ** 2).sum(-1).mean()
+    return mse + l1_coeff * f.abs().sum(-1).mean()
+
+
+class ToySAE(nn.Module):
+    """A sparse autoencoder with a unit-norm decoder (renormalized after every step)."""
+
+    def __init__(self, cfg: ToySAEConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg = cfg
+        W_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=generator)
+        W_dec = W_dec / W_dec.norm(dim=-1, keepdim=True)
+        self.W_dec = nn.Parameter(W_dec)
+        self.W_enc = nn.Parameter(W_dec.T.clone())  # tied initialization, as SAELens does
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+
+    def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
+        if self.cfg.k is not None:
+            return topk_encode(x, self.W_enc, self.b_enc, self.b_dec, self.cfg.k)
+        return encode(x, self.W_enc, self.b_enc, self.b_dec)
+
+    def decode(self, f: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_in"]:
+        return f @ self.W_dec + self.b_dec
+
+    def forward(self, x: Float[Tensor, "... d_in"]) -> tuple[Tensor, Tensor]:
+        f = self.encode(x)
+        return self.decode(f), f
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+
+
+@dataclass
+class SAEStats:
+    mse: float
+    explained_variance: float
+    l0: float
+    dead_fraction: float
+
+
+@torch.no_grad()
+def evaluate_sae(sae: ToySAE, x: Float[Tensor, "n d_in"]) -> SAEStats:
+    """Reconstruction, sparsity and dead latents (never active on ``x``)."""
+    x_hat, f = sae(x)
+    residual = ((x - x_hat) ** 2).sum(-1).mean()
+    variance = ((x - x.mean(0)) ** 2).sum(-1).mean()
+    return SAEStats(
+        mse=residual.item(),
+        explained_variance=(1 - residual / variance).item(),
+        l0=(f > 0).float().sum(-1).mean().item(),
+        dead_fraction=((f > 0).sum(0) == 0).float().mean().item(),
+    )
+
+
+def train_sae(
+    sae: ToySAE,
+    activations: Float[Tensor, "n d_in"],
+    steps: int = 3_000,
+    batch_size: int = 256,
+    lr: float = 3e-3,
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+) -> ToySAE:
+    """Adam on the SAE loss (L1, or none for TopK), decoder renormalized to unit rows each step."""
+    opt = torch.optim.Adam(sae.parameters(), lr=lr)
+    l1 = 0.0 if sae.cfg.k is not None else sae.cfg.l1_coeff
+    for _ in tqdm(range(steps), desc="training the SAE", disable=not progress, mininterval=0.5):
+        x = activations[torch.randint(len(activations), (batch_size,), generator=generator)]
+        x_hat, f = sae(x)
+        loss = sae_loss(x, x_hat, f, l1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sae.normalize_decoder()
+    return sae
+
+
+def mean_max_cosine(
+    W_dec: Float[Tensor, "d_sae d_in"], true_directions: Float[Tensor, "n_features d_in"]
+) -> float:
+    """For every true feature, the best cosine with any SAE latent direction; averaged."""
+    from emgeo.geometry import cosine_similarity_matrix
+
+    return cosine_similarity_matrix(true_directions, W_dec).max(dim=1).values.mean().item()
+
+
+def toy_activations(
+    W: Float[Tensor, "d_hidden feats"],
+    n: int,
+    feature_probability: float,
+    generator: torch.Generator | None = None,
+) -> Float[Tensor, "n d_hidden"]:
+    """Hidden activations h = W x of a trained toy model on its own sparse input distribution."""
+    from emgeo.toy import generate_batch
+
+    x = generate_batch(n, torch.tensor([feature_probability]), W.shape[1], generator)[:, 0]
+    return x @ W.T
