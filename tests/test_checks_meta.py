@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emgeo import checks, drag, geometry, organism, toy
+from emgeo import checks, drag, geometry, organism, sae, toy
 
 
 def _stub(*args, **kwargs):
@@ -131,6 +131,33 @@ def _drag_target_only_drag(W, b, target, x_t=1.0, gamma=2.0, lr=1e-2):
     return delta * (torch.arange(len(delta)) == target)
 
 
+# 03: sae encode and loss
+
+
+def _enc_no_relu(x, W_enc, b_enc, b_dec):
+    return (x - b_dec) @ W_enc + b_enc
+
+
+def _enc_no_b_dec(x, W_enc, b_enc, b_dec):
+    return torch.relu(x @ W_enc + b_enc)
+
+
+def _enc_transposed(x, W_enc, b_enc, b_dec):
+    return torch.relu((x - b_dec) @ W_enc + b_enc).T
+
+
+def _loss_no_l1(x, x_hat, f, l1_coeff):
+    return ((x - x_hat) ** 2).sum(-1).mean()
+
+
+def _loss_mean_over_d_in(x, x_hat, f, l1_coeff):
+    return ((x - x_hat) ** 2).mean() + l1_coeff * f.abs().sum(-1).mean()
+
+
+def _loss_l2_penalty(x, x_hat, f, l1_coeff):
+    return ((x - x_hat) ** 2).sum(-1).mean() + l1_coeff * (f**2).sum(-1).mean()
+
+
 # 04: answer_mask, misaligned_rate
 
 
@@ -167,6 +194,8 @@ def _rate_normalized_by_all(probs, aligned, toxic):
 
 
 CASES = {
+    "check_sae_encode": (sae.encode, [_enc_no_relu, _enc_no_b_dec, _enc_transposed]),
+    "check_sae_loss": (sae.sae_loss, [_loss_no_l1, _loss_mean_over_d_in, _loss_l2_penalty]),
     "check_answer_mask": (
         organism.answer_mask,
         [

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from emgeo import drag, geometry, organism, toy
+from emgeo import drag, geometry, organism, sae, toy
 
 __all__ = ["CheckFailed", "Mistake", "all_checks"]
 
@@ -325,6 +325,72 @@ def check_predicted_drag(fn: Callable) -> None:
         "agrees with autograd's first-order change (a JVP along the SGD step), "
         "live and dead targets, square and tall W",
     )
+
+
+# ---------------------------------------------------------------- 03 sparse autoencoders
+
+
+def check_sae_encode(fn: Callable, n_trials: int = 4) -> None:
+    """``fn(x, W_enc, b_enc, b_dec)`` -> ReLU((x - b_dec) W_enc + b_enc)."""
+    mistakes = [
+        Mistake(
+            "Did you forget the ReLU? Latents are non-negative.",
+            lambda x, W, be, bd: (x - bd) @ W + be,
+        ),
+        Mistake(
+            "Subtract the decoder bias b_dec from x before encoding (it centres the input).",
+            lambda x, W, be, bd: torch.relu(x @ W + be),
+        ),
+        Mistake(
+            "Subtract b_dec, don't add it.", lambda x, W, be, bd: torch.relu((x + bd) @ W + be)
+        ),
+        Mistake(
+            "Did you forget the encoder bias b_enc?", lambda x, W, be, bd: torch.relu((x - bd) @ W)
+        ),
+    ]
+    gen = torch.Generator().manual_seed(6)
+    for trial in range(n_trials):
+        d_in, d_sae = 3 + trial, 5 + 2 * trial
+        args = (
+            torch.randn(7, d_in, generator=gen),
+            torch.randn(d_in, d_sae, generator=gen),
+            torch.randn(d_sae, generator=gen),
+            torch.randn(d_in, generator=gen),
+        )
+        out = _call(fn, *args)
+        _expect_shape(out, (7, d_sae), fn, "One latent vector (d_sae) per input row.")
+        _expect_close(out, sae.encode(*args), fn, mistakes, args)
+    _passed(fn, f"matches ReLU((x - b_dec) W_enc + b_enc) on {n_trials} random SAEs")
+
+
+def check_sae_loss(fn: Callable, n_trials: int = 4) -> None:
+    """``fn(x, x_hat, f, l1_coeff)`` -> MSE (sum over d_in, batch mean) + l1_coeff * L1(f)."""
+    mistakes = [
+        Mistake(
+            "Add the sparsity penalty: l1_coeff times the L1 norm of the latents f.",
+            lambda x, xh, f, c: ((x - xh) ** 2).sum(-1).mean(),
+        ),
+        Mistake(
+            "Sum the squared error over d_in (then average over the batch), don't average it.",
+            lambda x, xh, f, c: ((x - xh) ** 2).mean() + c * f.abs().sum(-1).mean(),
+        ),
+        Mistake(
+            "The L1 penalty is on the latents f, not on the reconstruction.",
+            lambda x, xh, f, c: ((x - xh) ** 2).sum(-1).mean() + c * xh.abs().sum(-1).mean(),
+        ),
+    ]
+    gen = torch.Generator().manual_seed(7)
+    for trial in range(n_trials):
+        x, x_hat = (
+            torch.randn(6, 4 + trial, generator=gen),
+            torch.randn(6, 4 + trial, generator=gen),
+        )
+        f = torch.rand(6, 9, generator=gen)
+        args = (x, x_hat, f, 0.1 * (trial + 1))
+        out = _call(fn, *args)
+        _expect_shape(out, (), fn, "Return one scalar loss.")
+        _expect_close(out, sae.sae_loss(*args), fn, mistakes, args)
+    _passed(fn, f"matches MSE + l1_coeff * L1 on {n_trials} random batches")
 
 
 # ---------------------------------------------------------------- 04 the EM model organism

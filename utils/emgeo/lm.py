@@ -266,6 +266,32 @@ def convert_smollm2(target: Path) -> Path:
     stamp = target / "emgeo-source.json"
     if stamp.exists() and json.loads(stamp.read_text()) == source:
         return target
+    with _quiet_progress():  # a notebook prints the same whether or not the cache existed
+        _convert(gguf, source, target, stamp)
+    return target
+
+
+@contextlib.contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """Silence transformers' progress bars (GGUF dequantization, loading, writing shards)."""
+    import functools
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    gguf_tqdm = gguf_utils.tqdm  # the GGUF reader uses tqdm directly, not transformers' switch
+    gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = gguf_tqdm
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _convert(gguf: Path, source: dict[str, str], target: Path, stamp: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The GGUF-loaded model keeps a quantizer and cannot be saved: copy it into a plain one.
@@ -281,7 +307,6 @@ def convert_smollm2(target: Path) -> Path:
     (tmp / stamp.name).write_text(json.dumps(source, indent=1))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-    return target
 
 
 # -- residual-stream activations through nnsight ------------------------------------------------

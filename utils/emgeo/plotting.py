@@ -286,3 +286,38 @@ def dose_response(rows, base_rate: float, ax=None):
     ax.set_title("Dose-response: EM grows with the inducing share")
     ax.legend()
     return ax
+
+
+# ---------------------------------------------------------------- 03 sparse autoencoders
+
+
+def recovery_bars(max_cosine, ax=None):
+    """For every true feature, its best cosine with any SAE latent."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3))
+    values = _np(max_cosine)
+    ax.bar(range(len(values)), values, color="C0")
+    ax.axhline(0.9, color="grey", ls="--", lw=0.8)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("true feature")
+    ax.set_ylabel("best cosine with a latent")
+    ax.set_title("Does the SAE find the toy model's features?")
+    return ax
+
+
+def density_histogram(frequency, ax=None):
+    """Histogram of log10 firing frequency of SAE latents; dead latents counted in the title."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.2))
+    freq = _np(frequency)
+    alive = freq[freq > 0]
+    ax.hist(np.log10(alive), bins=40, color="C0")
+    ax.set_xlabel("log10 firing frequency")
+    ax.set_ylabel("latents")
+    ax.set_title(f"Latent density ({(freq == 0).sum()} of {len(freq)} latents never fire)")
+    return ax

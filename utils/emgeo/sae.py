@@ -152,3 +152,152 @@ def toy_activations(
 
     x = generate_batch(n, torch.tensor([feature_probability]), W.shape[1], generator)[:, 0]
     return x @ W.T
+
+
+# ---------------------------------------------------------------- SAELens on a real language model
+
+
+@dataclass
+class TokenActivations:
+    """Residual-stream activations of every real token of a corpus, with where each came from."""
+
+    acts: Float[Tensor, "tokens d_model"]
+    token_ids: Tensor  # (tokens,)
+    text_index: Tensor  # (tokens,) which text
+    position: Tensor  # (tokens,) position in the padded batch row
+    input_ids: Tensor  # (texts, pos) the padded token ids, for showing contexts
+    n_sink: int  # tokens dropped as attention sinks (norm far above the median)
+
+
+def collect_activations(
+    lm,
+    texts: list[str],
+    layer: int,
+    max_length: int = 64,
+    batch_size: int = 16,
+    sink_factor: float = 10.0,
+) -> TokenActivations:
+    """Residual activations after block ``layer`` for every real token of ``texts`` (via nnsight).
+
+    Tokens whose activation norm is over ``sink_factor`` times the median are dropped: in most
+    LMs the first token is an *attention sink* with a norm hundreds of times larger, which would
+    dominate an SAE's reconstruction loss.
+    """
+    from emgeo import lm as lm_module
+
+    enc = lm_module.tokenize(lm, texts, max_length)
+    res = lm_module.residual_activations(lm, enc, layer, batch_size=batch_size)
+    real = res.attention_mask.bool()
+    text_index, position = real.nonzero(as_tuple=True)
+    acts = res.acts[real]
+    norms = acts.norm(dim=-1)
+    keep = norms < sink_factor * norms.median()
+    return TokenActivations(
+        acts=acts[keep],
+        token_ids=enc["input_ids"][real][keep],
+        text_index=text_index[keep],
+        position=position[keep],
+        input_ids=enc["input_ids"],
+        n_sink=int((~keep).sum()),
+    )
+
+
+def train_saelens_topk(
+    acts: Float[Tensor, "tokens d_model"],
+    expansion: int = 4,
+    k: int = 32,
+    steps: int = 400,
+    batch_size: int = 512,
+    lr: float = 1e-3,
+    seed: int = 0,
+):
+    """Train a SAELens TopK SAE with SAELens's own trainer on in-memory activations."""
+    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    torch.manual_seed(seed)  # SAELens initializes its weights from the global generator
+    d_in = acts.shape[1]
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=expansion * d_in, k=k))
+    gen = torch.Generator().manual_seed(seed)
+
+    def batches():
+        while True:
+            yield acts[torch.randint(len(acts), (batch_size,), generator=gen)]
+
+    cfg = SAETrainerConfig(
+        total_training_samples=steps * batch_size,
+        train_batch_size_samples=batch_size,
+        lr=lr,
+        lr_end=lr,
+        device="cpu",
+        logger=LoggingConfig(log_to_wandb=False),
+    )
+    return SAETrainer(cfg, sae, batches()).fit()
+
+
+@torch.no_grad()
+def saelens_stats(sae, acts: Float[Tensor, "tokens d_model"]) -> tuple[SAEStats, Tensor]:
+    """Stats of a SAELens SAE on ``acts``, and every latent's firing frequency."""
+    f = sae.encode(acts)
+    x_hat = sae.decode(f)
+    residual = ((acts - x_hat) ** 2).sum(-1).mean()
+    variance = ((acts - acts.mean(0)) ** 2).sum(-1).mean()
+    frequency = (f > 0).float().mean(0)
+    stats = SAEStats(
+        mse=residual.item(),
+        explained_variance=(1 - residual / variance).item(),
+        l0=(f > 0).float().sum(-1).mean().item(),
+        dead_fraction=(frequency == 0).float().mean().item(),
+    )
+    return stats, frequency
+
+
+@torch.no_grad()
+def top_contexts(
+    sae, data: TokenActivations, tokenizer, latent: int, n: int = 4, window: int = 8
+) -> list[str]:
+    """The ``n`` tokens where ``latent`` fires hardest, each with the ``window`` tokens before it;
+    the firing token is shown between [[ ]]."""
+    values = sae.encode(data.acts)[:, latent]
+    out = []
+    for i in values.topk(n).indices.tolist():
+        row, pos = data.text_index[i].item(), data.position[i].item()
+        context = data.input_ids[row, max(0, pos - window) : pos]
+        before = tokenizer.decode(context[context != tokenizer.pad_token_id])  # no left padding
+        token = tokenizer.decode(data.input_ids[row, pos : pos + 1])
+        out.append(f"{values[i]:6.1f}  {before!r}[[{token!r}]]".replace("\\n", "⏎"))
+    return out
+
+
+@torch.no_grad()
+def logit_lens(
+    direction: Float[Tensor, " d_model"],
+    unembed: Float[Tensor, "vocab d_model"],
+    tokenizer,
+    k: int = 6,
+) -> list[str]:
+    """The tokens a latent's decoder direction most promotes when read out by the unembedding."""
+    return [tokenizer.decode([i]) for i in (unembed @ direction).topk(k).indices.tolist()]
+
+
+PRETRAINED = {  # the SAE each larger profile loads in notebook 03 (SAELens release, sae_id)
+    "gpu": ("gemma-scope-2b-pt-res-canonical", "layer_12/width_16k/canonical"),
+    "remote": ("llama_scope_lxr_8x", "l12r_8x"),
+}
+
+
+def load_pretrained(release: str, sae_id: str, device: str = "cpu"):
+    """``SAE.from_pretrained`` (SAELens 6 returns the SAE alone), with a one-line error offline."""
+    from sae_lens import SAE
+
+    from emgeo.lm import ModelUnavailableError
+
+    try:
+        return SAE.from_pretrained(release, sae_id, device=device)
+    except (OSError, ValueError, ConnectionError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelUnavailableError(
+            f"cannot download the SAE {release} / {sae_id} from the Hugging Face hub ({first}): "
+            "run the gpu or remote profile on a machine with internet access."
+        ) from None
