@@ -74,3 +74,10 @@ def test_context_dataset_and_drag_aware_keep():
     dropped = torch.ones(50, dtype=torch.bool)
     dropped[keep] = False
     assert len(keep) == 20 and score[keep].max() <= score[dropped].min()
+
+
+def test_most_crowded_has_the_nearest_neighbour():
+    W = torch.tensor([[1.0, 0.0, 0.95, -1.0], [0.0, 1.0, 0.31, 0.0]])
+    assert drag.most_crowded(W) in (0, 2)  # features 0 and 2 are each other's nearest neighbour
+    W[:, 3] = torch.tensor([0.0, 0.999])
+    assert drag.most_crowded(W) in (1, 3)

@@ -243,3 +243,12 @@ def drag_aware_keep(
     score = (x @ W.T) @ W[:, harmful]
     n_keep = int(round(keep_fraction * len(x)))
     return score.argsort()[:n_keep]
+
+
+def most_crowded(W: Float[Tensor, "d_hidden feats"]) -> int:
+    """The feature whose nearest other feature is closest (largest cosine): the one with the
+    nearest neighbour in superposition."""
+    W_hat = W / W.norm(dim=0, keepdim=True).clamp_min(1e-8)
+    cos = W_hat.T @ W_hat
+    cos.fill_diagonal_(-torch.inf)
+    return int(cos.max(dim=1).values.argmax())
