@@ -82,3 +82,12 @@ def test_saelens_topk_training_on_small_activations():
     model = sae.train_saelens_topk(acts, expansion=4, k=4, steps=150, batch_size=128, lr=3e-3)
     stats, frequency = sae.saelens_stats(model, acts)
     assert stats.explained_variance > 0.7 and stats.l0 <= 4 and frequency.shape == (32,)
+
+
+def test_readable_latents_skip_dead_and_dense_ones():
+    latents = torch.tensor([[0.0, 5.0, 1.0, 9.0], [0.0, 0.0, 2.0, 9.0], [0.0, 0.0, 0.0, 9.0]])
+    frequency = (latents > 0).float().mean(0)  # 0, 1/3, 2/3, 1
+    assert sae.readable_latents(latents, frequency, n=5, min_frequency=0.1, max_frequency=0.9) == [
+        1,
+        2,
+    ]

@@ -254,13 +254,31 @@ def saelens_stats(sae, acts: Float[Tensor, "tokens d_model"]) -> tuple[SAEStats,
     return stats, frequency
 
 
-@torch.no_grad()
+def readable_latents(
+    latents: Float[Tensor, "tokens d_sae"],
+    frequency: Float[Tensor, " d_sae"],
+    n: int = 6,
+    min_frequency: float = 1e-3,
+    max_frequency: float = 5e-2,
+) -> list[int]:
+    """The ``n`` latents with the strongest peak activation among those that fire on between
+    ``min_frequency`` and ``max_frequency`` of tokens (neither dead nor dense: easiest to read)."""
+    candidates = ((frequency > min_frequency) & (frequency < max_frequency)).nonzero().flatten()
+    strength = latents[:, candidates].max(0).values
+    return candidates[strength.argsort(descending=True)[:n]].tolist()
+
+
 def top_contexts(
-    sae, data: TokenActivations, tokenizer, latent: int, n: int = 4, window: int = 8
+    latents: Float[Tensor, "tokens d_sae"],
+    data: TokenActivations,
+    tokenizer,
+    latent: int,
+    n: int = 4,
+    window: int = 8,
 ) -> list[str]:
     """The ``n`` tokens where ``latent`` fires hardest, each with the ``window`` tokens before it;
-    the firing token is shown between [[ ]]."""
-    values = sae.encode(data.acts)[:, latent]
+    the firing token is shown between [[ ]]. ``latents`` is the SAE's encoding of ``data.acts``."""
+    values = latents[:, latent]
     out = []
     for i in values.topk(n).indices.tolist():
         row, pos = data.text_index[i].item(), data.position[i].item()
