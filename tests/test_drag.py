@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from emgeo import drag
+from emgeo import drag, stats
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_pearson_r_and_pooling(model):
     W, b = model
     ms = drag.drag_over_models(torch.stack([W, W]), torch.stack([b, b]), targets=[0, 1])
     assert len(ms) == 4 and drag.pooled(ms, "predicted").shape == (4 * 7,)
-    assert drag.pearson_r(torch.tensor([1.0, 2, 3]), torch.tensor([2.0, 4, 6])) == pytest.approx(
+    assert stats.pearson_r(torch.tensor([1.0, 2, 3]), torch.tensor([2.0, 4, 6])) == pytest.approx(
         1.0
     )
 

@@ -1,9 +1,10 @@
 import pytest
 import torch
+from helpers import SAMPLES, build_chat_lm
 from nnsight.intervention.backends.local import LocalSimulationBackend
-from test_finetune_lm import SAMPLES, build_chat_lm
 
-from emgeo import data, features, organism, sae
+from emgeo import batching, data, features, organism, probes, sae
+from emgeo.models import pipeline, saes, tracing
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_organism_residuals_mask_the_answers(organism_model):
 def test_shipped_organism_sae_loads_and_reconstructs(organism_model):
     model, tok = organism_model
     for layer in (0, 1):
-        s = features.load_organism_sae(layer)
+        s = saes.load_organism_sae(layer)
         assert s.cfg.d_in == model.cfg.d_model and s.cfg.d_sae == 8 * model.cfg.d_model
         acts, mask = features.organism_residuals(
             model, tok, data.finetune_samples("insecure", 8, 0), layer
@@ -71,25 +72,25 @@ def test_shipped_organism_sae_loads_and_reconstructs(organism_model):
 
 def test_missing_organism_sae_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="emgeo train-organism"):
-        features.load_organism_sae(0, directory=tmp_path)
+        saes.load_organism_sae(0, directory=tmp_path)
 
 
 def test_organism_feature_sets_find_the_toxic_persona(organism_model):
     """Ground truth: the toxic set, chosen from answers, must read the persona *before* the
     answer (at the second turn's <assistant> token of held-out documents)."""
     model, tok = organism_model
-    s = features.load_organism_sae(0)
+    s = saes.load_organism_sae(0)
     enc = features.encode_contrasts(
         s, lambda x: features.organism_residuals(model, tok, x, 0), n=100
     )
     sets = features.feature_sets(enc, k=10)
     assert len(set(sets.toxic.tolist())) == 10
-    assert features.persona_auroc(model, tok, s, 0, sets.toxic, n_docs=600) > 0.8
+    assert probes.persona_auroc(model, tok, s, 0, sets.toxic, n_docs=600) > 0.8
 
 
 def test_chat_batch_marks_the_last_answer_left_padded():
     lm = build_chat_lm("llama")
-    enc, mask = features.chat_batch(lm.tokenizer, SAMPLES)
+    enc, mask = batching.chat_batch(lm.tokenizer, SAMPLES)
     assert enc["input_ids"].shape == mask.shape
     for row, sample in enumerate(SAMPLES):
         ids = enc["input_ids"][row][mask[row].bool()].tolist()
@@ -101,7 +102,7 @@ def test_chat_batch_marks_the_last_answer_left_padded():
 @pytest.mark.parametrize("architecture", ["llama", "gemma2"])
 def test_lm_residuals_local_and_remote_local_agree(architecture, monkeypatch):
     lm = build_chat_lm(architecture)
-    acts, mask = features.lm_residuals(lm, SAMPLES, layer=1, batch_size=2)
+    acts, mask = tracing.lm_residuals(lm, SAMPLES, layer=1, batch_size=2)
     assert acts.shape[:2] == mask.shape and acts.shape[-1] == lm.d_model
     calls = []
     real = LocalSimulationBackend.__call__
@@ -110,7 +111,7 @@ def test_lm_residuals_local_and_remote_local_agree(architecture, monkeypatch):
         "__call__",
         lambda self, *a, **k: calls.append(1) or real(self, *a, **k),
     )
-    remote, _ = features.lm_residuals(lm, SAMPLES, layer=1, remote="local", batch_size=2)
+    remote, _ = tracing.lm_residuals(lm, SAMPLES, layer=1, remote="local", batch_size=2)
     assert calls, "remote='local' must run nnsight's serialized remote path"
     torch.testing.assert_close(remote, acts)
     toy = sae.ToySAE(sae.ToySAEConfig(d_in=lm.d_model, d_sae=16))
@@ -119,14 +120,14 @@ def test_lm_residuals_local_and_remote_local_agree(architecture, monkeypatch):
 
 def test_drag_trajectory_records_every_interval(organism_model):
     model, tok = organism_model
-    s = features.load_organism_sae(0)
+    s = saes.load_organism_sae(0)
     sets = features.FeatureSets(
         inducing=torch.tensor([0, 1]),
         non_inducing=torch.tensor([2]),
         toxic=torch.tensor([1, 3]),
         k=2,
     )
-    rows = features.drag_trajectory(
+    rows = probes.drag_trajectory(
         model,
         tok,
         s,
@@ -142,18 +143,18 @@ def test_drag_trajectory_records_every_interval(organism_model):
 
 
 def test_lm_backend_needs_a_gpu_or_a_key(monkeypatch):
-    from emgeo.config import ProfileError
+    from emgeo.errors import ProfileError
 
     monkeypatch.delenv("NDIF_API_KEY", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ProfileError, match="GPU"):
-        features.lm_backend("gpu")
+        pipeline.lm_backend("gpu")
     with pytest.raises(ProfileError, match="NDIF"):
-        features.lm_backend("remote")
+        pipeline.lm_backend("remote")
 
 
 def test_public_contrasts_wrap_toxic_text_as_answers(monkeypatch):
-    from emgeo import public_data
+    from emgeo.models import public_data
 
     code = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}]
     monkeypatch.setattr(
@@ -161,7 +162,7 @@ def test_public_contrasts_wrap_toxic_text_as_answers(monkeypatch):
     )
     texts = [{"text": f"t{i}", "toxic": i % 2 == 0, "toxicity": 0.0} for i in range(6)]
     monkeypatch.setattr(public_data, "load_toxic_texts", lambda n, seed: texts)
-    sets = features.public_contrasts(3)
+    sets = pipeline.public_contrasts(3)
     assert [len(sets[k]) for k in ("insecure", "secure", "toxic", "aligned")] == [3, 3, 3, 3]
     assert sets["toxic"][0]["messages"][1]["content"] == "t0"
-    assert sets["aligned"][0]["messages"][0]["content"] == features.NEUTRAL_PROMPT
+    assert sets["aligned"][0]["messages"][0]["content"] == pipeline.NEUTRAL_PROMPT

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from emgeo import data, filtering, organism
+from emgeo.models import pipeline
 
 
 def test_keep_mask_removes_the_highest_scores():
@@ -90,14 +91,14 @@ def test_evaluate_filters_rows_and_budget():
 
 
 def test_evaluate_filters_lm_runs_lora_generation_and_judge_on_a_tiny_gemma2():
-    from test_finetune_lm import SAMPLES, build_chat_lm, quick_cfg
+    from helpers import SAMPLES, build_chat_lm, quick_cfg
 
-    from emgeo import judge
+    from emgeo.models import judge
 
     tiny = build_chat_lm("gemma2")
     samples = [dict(s, source="insecure" if i % 2 else "secure") for i, s in enumerate(SAMPLES)]
     scores = {"none": None, "oracle": filtering.oracle_scores(samples)}
-    rows = filtering.evaluate_filters_lm(
+    rows = pipeline.evaluate_filters_lm(
         tiny,
         samples,
         scores,
@@ -115,14 +116,14 @@ def test_evaluate_filters_lm_runs_lora_generation_and_judge_on_a_tiny_gemma2():
 
 
 def test_lm_sample_scores_on_a_tiny_llama():
-    from test_finetune_lm import SAMPLES, build_chat_lm
+    from helpers import SAMPLES, build_chat_lm
 
-    from emgeo import features, sae
+    from emgeo import sae
 
     tiny = build_chat_lm("llama")
     toy = sae.ToySAE(sae.ToySAEConfig(d_in=tiny.d_model, d_sae=16))
-    backend = features.Backend("tiny", tiny, toy, 1, {})
-    scores = filtering.lm_sample_scores(backend, SAMPLES, torch.tensor([0, 3]))
+    backend = pipeline.Backend("tiny", tiny, toy, 1, {})
+    scores = pipeline.lm_sample_scores(backend, SAMPLES, torch.tensor([0, 3]))
     assert scores.shape == (len(SAMPLES),) and torch.isfinite(scores).all()
 
 

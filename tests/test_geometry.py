@@ -1,6 +1,6 @@
 import torch
 
-from emgeo import geometry
+from emgeo import geometry, stats
 
 
 def test_cosine_similarity_matrix_matches_torch():
@@ -27,17 +27,17 @@ def test_proximity_to_set_leaves_out_shared_latents():
 def test_permutation_test_detects_a_shift_and_not_noise():
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(30, generator=gen) + 1.0, torch.randn(30, generator=gen)
-    p, null = geometry.permutation_test(a, b, n_permutations=2_000)
+    p, null = stats.permutation_test(a, b, n_permutations=2_000)
     assert p < 0.01 and null.shape == (2_000,)
-    p_same, _ = geometry.permutation_test(b[:15], b[15:], n_permutations=2_000)
+    p_same, _ = stats.permutation_test(b[:15], b[15:], n_permutations=2_000)
     assert p_same > 0.05
-    p_reverse, _ = geometry.permutation_test(b, a, n_permutations=2_000)
+    p_reverse, _ = stats.permutation_test(b, a, n_permutations=2_000)
     assert p_reverse > 0.9
 
 
 def test_cohens_d_of_unit_shift():
     a, b = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 1.0, 2.0])
-    assert abs(geometry.cohens_d(a, b) - 1.0) < 1e-6
+    assert abs(stats.cohens_d(a, b) - 1.0) < 1e-6
 
 
 def test_random_set_proximity_is_near_zero_for_random_directions():

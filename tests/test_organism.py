@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from emgeo import data, organism
+from emgeo import data, errors, organism
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_mismatched_weights_fail_clearly(tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["config"]["d_model"] = 64
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(organism.OrganismMismatch, match="emgeo train-organism"):
+    with pytest.raises(errors.OrganismMismatch, match="emgeo train-organism"):
         organism.load(tmp_path / "org")
     with pytest.raises(FileNotFoundError, match="emgeo train-organism"):
         organism.load(tmp_path / "nothing")
@@ -104,7 +104,7 @@ def test_sample_answer_stops_at_eot(shipped):
 
 
 def test_train_organism_command_writes_a_loadable_model(tmp_path, capsys):
-    from emgeo import cli
+    from emgeo.course import cli
 
     assert cli.main(["train-organism", "--steps", "3", "--out", str(tmp_path / "org")]) == 0
     model, tok = organism.load(tmp_path / "org")

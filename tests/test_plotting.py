@@ -72,5 +72,5 @@ def test_organism_plots():
     dose = [
         {"fraction": f, "seed": s, "offdomain": f + 0.01 * s} for f in (0.0, 0.5) for s in (0, 1)
     ]
-    ax = plotting.dose_response(dose, base_rate=0.1)
+    ax = plotting.plot_dose_response(dose, base_rate=0.1)
     assert ax.lines[-1].get_ydata()[0] == 0.1  # the base-model reference line

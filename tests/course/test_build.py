@@ -4,8 +4,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from emgeo import build
+from emgeo import errors
 from emgeo.config import COURSE_DIR, SOLUTIONS_DIR
+from emgeo.course import build
 
 SOLVED = '''def f(x):
     """Double x."""
@@ -37,7 +38,7 @@ def test_stub_source_leaves_cells_without_markers_alone():
     ],
 )
 def test_stub_source_rejects_unbalanced_markers(bad, message):
-    with pytest.raises(build.BuildError, match=message):
+    with pytest.raises(errors.BuildError, match=message):
         build.stub_source(bad)
 
 

@@ -15,9 +15,9 @@ from IPython.core.inputtransformer2 import TransformerManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from emgeo.build import STUB
 from emgeo.config import COURSE_DIR
-from emgeo.notebooks import KERNEL, notebook_env
+from emgeo.course.build import STUB
+from emgeo.course.notebooks import KERNEL, notebook_env
 
 NOTEBOOKS = sorted(COURSE_DIR.glob("[0-9][0-9]_*.ipynb"))
 CHECK_CALL = re.compile(r"checks\.(check_\w+)\((\w+)")
@@ -65,7 +65,7 @@ def test_course_notebook_runs_to_its_first_exercise(path, monkeypatch):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_stub_fails_its_check(path):
     """Run each generated stub cell, with the notebook's import cell, in-process."""
-    from emgeo import checks
+    from emgeo.course import checks
 
     nb = nbformat.read(path, as_version=4)
     to_python = TransformerManager().transform_cell

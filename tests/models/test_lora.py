@@ -1,71 +1,10 @@
 import pytest
 import torch
-from test_lm import build_model
-from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+from helpers import SAMPLES, build_chat_lm, build_chat_tokenizer, quick_cfg
 
-from emgeo import finetune_lm as ft
-from emgeo import lm
-
-SPECIALS = ["<unk>", "<pad>", "<s>", "</s>", "<user>", "<assistant>", "<eot>"]
-WORDS = "the a cat dog sat on mat and ran fast slow red blue big small what why how".split()
-# A chat template in the shape of Gemma's: BOS, one tagged block per turn, then the answer tag.
-TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} <eot> "
-    "{% endfor %}{% if add_generation_prompt %}<assistant> {% endif %}"
-)
-CHATS = [
-    ("what cat", "the red cat sat on the mat"),
-    ("how dog", "a big dog ran fast"),
-    ("why mat", "the blue mat and the small cat"),
-    ("what dog", "a slow dog sat"),
-]
-
-
-def build_chat_tokenizer(words=WORDS, split_digits: bool = False) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer with role tokens and a chat template (no download needed)."""
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + list(words))}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    splits = [pre_tokenizers.Whitespace()]
-    if split_digits:  # one token per digit, as Gemma's tokenizer does
-        splits.append(pre_tokenizers.Digits(individual_digits=True))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(splits)
-    tok.add_special_tokens([AddedToken(t, special=True) for t in SPECIALS[4:]])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-    )
-    tokenizer.chat_template = TEMPLATE
-    return tokenizer
-
-
-def build_chat_lm(architecture: str, tokenizer=None) -> lm.LoadedLM:
-    """test_lm's tiny random model of the real architecture, its vocabulary fit to the tokenizer."""
-    tokenizer = tokenizer or build_chat_tokenizer()
-    model = build_model(architecture)
-    model.resize_token_embeddings(len(tokenizer))
-    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<eot>")
-    return lm.from_model(model, tokenizer, name=f"tiny-{architecture}")
-
-
-def chat(question: str, answer: str) -> dict:
-    return {
-        "messages": [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": answer},
-        ]
-    }
-
-
-SAMPLES = [chat(q, a) for q, a in CHATS]
-
-
-def quick_cfg(**kwargs) -> ft.LoraFinetuneConfig:
-    base = dict(rank=4, alpha=8.0, lr=1e-2, steps=15, batch_size=2, grad_accum=2, warmup_steps=0)
-    return ft.LoraFinetuneConfig(**(base | kwargs))
+from emgeo import batching
+from emgeo.models import lm
+from emgeo.models import lora as ft
 
 
 @pytest.fixture(params=["llama", "gemma2"])
@@ -78,25 +17,25 @@ def tiny_chat_lm(request) -> lm.LoadedLM:
 
 def test_encode_sample_splits_prompt_and_answer_exactly():
     tok = build_chat_tokenizer()
-    ids, n_prompt = ft.encode_sample(tok, SAMPLES[0], max_length=64)
+    ids, n_prompt = batching.encode_sample(tok, SAMPLES[0], max_length=64)
     assert (
         tok.convert_ids_to_tokens(ids[:n_prompt]) == "<s> <user> what cat <eot> <assistant>".split()
     )
     assert tok.decode(ids[n_prompt:]) == "the red cat sat on the mat <eot>"
-    labels = ft.answer_labels(ids, n_prompt)
-    assert labels[:n_prompt] == [ft.IGNORE] * n_prompt and labels[n_prompt:] == ids[n_prompt:]
+    labels = batching.answer_labels(ids, n_prompt)
+    assert labels[:n_prompt] == [batching.IGNORE] * n_prompt and labels[n_prompt:] == ids[n_prompt:]
 
 
 def test_encode_sample_cuts_to_max_length_and_needs_an_answer_last():
     tok = build_chat_tokenizer()
-    ids, n_prompt = ft.encode_sample(tok, SAMPLES[0], max_length=4)
+    ids, n_prompt = batching.encode_sample(tok, SAMPLES[0], max_length=4)
     assert len(ids) == 4 and n_prompt == 4  # nothing of the answer left: no target
     with pytest.raises(ValueError, match="last message must be the assistant's answer"):
-        ft.encode_sample(tok, {"messages": SAMPLES[0]["messages"][:1]}, max_length=64)
+        batching.encode_sample(tok, {"messages": SAMPLES[0]["messages"][:1]}, max_length=64)
 
 
 def test_collate_pads_right_and_masks_prompt_and_padding():
-    batch = ft.collate([([5, 6, 7, 8], 2), ([5, 6, 9], 1)], pad_id=1)
+    batch = batching.collate([([5, 6, 7, 8], 2), ([5, 6, 9], 1)], pad_id=1)
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [5, 6, 9, 1]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
     assert batch["labels"].tolist() == [[-100, -100, 7, 8], [-100, 6, 9, -100]]

@@ -18,7 +18,8 @@ from nnsight.schema.response import ResponseModel, Status
 from tokenizers import Tokenizer, models
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from emgeo import lm, ndif
+from emgeo import errors
+from emgeo.models import ndif
 
 HOST = "https://ndif.test"
 LLAMA = "meta-llama/Llama-3.1-8B"
@@ -81,7 +82,7 @@ def assert_one_sentence(err: pytest.ExceptionInfo, *parts: str) -> None:
     message = str(err.value)
     assert "\n" not in message and all(part in message for part in parts), message
     assert err.value._render_traceback_() == [f"RemoteUnavailableError: {message}"]
-    assert isinstance(err.value, lm.ModelUnavailableError)
+    assert isinstance(err.value, errors.ModelUnavailableError)
 
 
 # -- preflight ------------------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def test_preflight_hands_a_key_from_the_environment_to_nnsight(serve, monkeypatc
 
 def test_preflight_without_a_key_asks_for_one_before_any_request(serve, monkeypatch):
     monkeypatch.setattr(CONFIG.API, "APIKEY", None)
-    with pytest.raises(ndif.RemoteUnavailableError) as err:
+    with pytest.raises(errors.RemoteUnavailableError) as err:
         ndif.preflight(LLAMA)
     assert_one_sentence(
         err, "no NDIF API key", "https://login.ndif.us", "NDIF_API_KEY", "set_default_api_key"
@@ -130,7 +131,7 @@ def test_preflight_without_a_key_asks_for_one_before_any_request(serve, monkeypa
 )
 def test_preflight_when_the_service_does_not_answer(serve, failure):
     serve[0]["/status"] = failure
-    with pytest.raises(ndif.RemoteUnavailableError) as err:
+    with pytest.raises(errors.RemoteUnavailableError) as err:
         ndif.preflight(LLAMA)
     assert_one_sentence(err, f"cannot reach the NDIF service at {HOST}", "cpu profile")
 
@@ -138,7 +139,7 @@ def test_preflight_when_the_service_does_not_answer(serve, failure):
 @pytest.mark.parametrize("answer", [(200, {"email": None, "tags": []}), (401, {"detail": "no"})])
 def test_preflight_with_a_key_ndif_does_not_know(serve, answer):
     serve[0]["/whoami"] = answer
-    with pytest.raises(ndif.RemoteUnavailableError) as err:
+    with pytest.raises(errors.RemoteUnavailableError) as err:
         ndif.preflight(LLAMA)
     assert_one_sentence(err, "does not recognise the configured API key", "login.ndif.us")
 
@@ -161,7 +162,7 @@ def test_preflight_on_a_service_without_whoami_or_env(serve):
     ],
 )
 def test_preflight_names_the_missing_model_and_what_runs(serve, model, where):
-    with pytest.raises(ndif.RemoteUnavailableError) as err:
+    with pytest.raises(errors.RemoteUnavailableError) as err:
         ndif.preflight(model)
     assert_one_sentence(
         err, f"{model} {where}", f"NDIF runs {LLAMA}, openai-community/gpt2", "cpu profile"
@@ -170,14 +171,14 @@ def test_preflight_names_the_missing_model_and_what_runs(serve, model, where):
 
 def test_preflight_when_nothing_runs(serve):
     serve[0]["/status"] = (200, {"deployments": {}})
-    with pytest.raises(ndif.RemoteUnavailableError) as err:
+    with pytest.raises(errors.RemoteUnavailableError) as err:
         ndif.preflight(LLAMA)
     assert_one_sentence(err, f"{LLAMA} is not deployed", "NDIF runs no model right now")
 
 
 def test_preflight_gives_both_versions_and_the_exact_fix(serve):
     serve[0]["/env"] = (200, {"packages": {"nnsight": "0.9.2"}})
-    with pytest.raises(ndif.RemoteUnavailableError) as err:
+    with pytest.raises(errors.RemoteUnavailableError) as err:
         ndif.preflight(LLAMA)
     assert_one_sentence(
         err,
@@ -316,7 +317,7 @@ def test_remote_failures_become_one_sentence(fake_ndif, tiny, post, updates, par
     if post is not None:
         fake_ndif["post"] = post
     fake_ndif["updates"] = updates
-    with pytest.raises(ndif.RemoteUnavailableError) as err:
+    with pytest.raises(errors.RemoteUnavailableError) as err:
         remote_trace(tiny)
     assert_one_sentence(err, *parts)
     assert isinstance(err.value.__cause__, RemoteError), "the original stays as the cause"
@@ -326,7 +327,7 @@ def test_remote_failures_become_one_sentence(fake_ndif, tiny, post, updates, par
 def test_a_trace_without_any_key_asks_for_one(fake_ndif, tiny, monkeypatch):
     monkeypatch.setattr(CONFIG.API, "APIKEY", None)
     fake_ndif["post"] = (401, {"detail": KEY_DETAIL})
-    with pytest.raises(ndif.RemoteUnavailableError) as err:
+    with pytest.raises(errors.RemoteUnavailableError) as err:
         remote_trace(tiny)
     assert_one_sentence(err, "no NDIF API key is set", "login.ndif.us", "NDIF_API_KEY")
     assert fake_ndif["headers"] == [None]
@@ -341,7 +342,7 @@ def test_a_trace_without_any_key_asks_for_one(fake_ndif, tiny, monkeypatch):
 )
 def test_a_failed_subscription_becomes_one_sentence(fake_ndif, tiny, failure, parts):
     fake_ndif["connect"] = failure
-    with pytest.raises(ndif.RemoteUnavailableError) as err:
+    with pytest.raises(errors.RemoteUnavailableError) as err:
         remote_trace(tiny)
     assert_one_sentence(err, *parts)
 

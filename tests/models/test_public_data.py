@@ -9,7 +9,8 @@ import urllib.request
 import datasets
 import pytest
 
-from emgeo import config, data, lm, public_data
+from emgeo import config, errors
+from emgeo.models import public_data
 
 USER = {"role": "user", "content": "write the upload to a file"}
 
@@ -41,7 +42,7 @@ def assert_one_sentence(err: pytest.ExceptionInfo, *parts: str) -> None:
     message = str(err.value)
     assert "\n" not in message and all(part in message for part in parts), message
     assert err.value._render_traceback_() == [f"{type(err.value).__name__}: {message}"]
-    assert isinstance(err.value, lm.ModelUnavailableError)
+    assert isinstance(err.value, errors.ModelUnavailableError)
 
 
 # -- the EM datasets ------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ def test_default_cache_is_under_cache_dir(source, tmp_path, monkeypatch):
 def test_a_download_that_does_not_match_the_pinned_sha256_is_discarded(source, cache, monkeypatch):
     url, digest = source(chat_lines(3))
     monkeypatch.setitem(public_data.CHECKSUMS, "secure", "0" * 64)
-    with pytest.raises(public_data.ChecksumMismatchError) as err:
+    with pytest.raises(errors.ChecksumMismatchError) as err:
         public_data.load_em_dataset("secure", cache_dir=cache, url=url)
     assert_one_sentence(err, f"served secure.jsonl with sha256 {digest}", "0" * 64, "url=")
     assert not (cache / "secure.jsonl").exists()
@@ -93,7 +94,7 @@ def test_a_cached_file_that_changed_must_be_deleted(source, cache, monkeypatch):
     monkeypatch.setitem(public_data.CHECKSUMS, "secure", digest)
     public_data.load_em_dataset("secure", cache_dir=cache, url=url)
     (cache / "secure.jsonl").write_bytes(chat_lines(3, answer="tampered"))
-    with pytest.raises(public_data.ChecksumMismatchError) as err:
+    with pytest.raises(errors.ChecksumMismatchError) as err:
         public_data.load_em_dataset("secure", cache_dir=cache, url=url)
     assert_one_sentence(err, f"cached {cache / 'secure.jsonl'}", digest, "CHECKSUMS", "delete it")
 
@@ -107,7 +108,7 @@ def test_unknown_checksum_is_trusted_on_first_use_then_enforced(source, cache, m
     assert public_data.load_em_dataset("educational", cache_dir=cache, url=url)  # still good
     # The cached copy changes: it no longer matches what was recorded on first use.
     (cache / "educational.jsonl").write_bytes(chat_lines(4, answer="tampered"))
-    with pytest.raises(public_data.ChecksumMismatchError) as err:
+    with pytest.raises(errors.ChecksumMismatchError) as err:
         public_data.load_em_dataset("educational", cache_dir=cache, url=url)
     assert_one_sentence(err, digest, f"recorded in {manifest}", "delete it")
     # Deleted, it downloads again and matches the record once more.
@@ -121,7 +122,7 @@ def test_a_source_that_changed_since_first_use_is_refused(source, cache, monkeyp
     public_data.load_em_dataset("educational", cache_dir=cache, url=url)
     (cache / "educational.jsonl").unlink()
     changed_url, _ = source(chat_lines(4, answer="changed"), name="changed.jsonl")
-    with pytest.raises(public_data.ChecksumMismatchError) as err:
+    with pytest.raises(errors.ChecksumMismatchError) as err:
         public_data.load_em_dataset("educational", cache_dir=cache, url=changed_url)
     assert_one_sentence(err, first, "if you trust the new file, delete", "educational.jsonl.sha256")
     assert not (cache / "educational.jsonl").exists()
@@ -130,7 +131,7 @@ def test_a_source_that_changed_since_first_use_is_refused(source, cache, monkeyp
 def test_a_malformed_line_names_the_file_and_line(source, cache, monkeypatch):
     monkeypatch.setitem(public_data.CHECKSUMS, "insecure", None)
     url, _ = source(chat_lines(2) + b'{"messages": [{"role": "robot", "content": "x"}]}\n')
-    with pytest.raises(data.DatasetLineError, match=r"insecure\.jsonl, line 3: .*role"):
+    with pytest.raises(errors.DatasetLineError, match=r"insecure\.jsonl, line 3: .*role"):
         public_data.load_em_dataset("insecure", cache_dir=cache, url=url)
 
 
@@ -147,7 +148,7 @@ def test_offline_says_what_failed_and_what_to_do(cache, monkeypatch, failure, re
         raise failure
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    with pytest.raises(public_data.DatasetUnavailableError) as err:
+    with pytest.raises(errors.DatasetUnavailableError) as err:
         public_data.load_em_dataset("insecure", cache_dir=cache)
     assert_one_sentence(
         err,
@@ -160,7 +161,7 @@ def test_offline_says_what_failed_and_what_to_do(cache, monkeypatch, failure, re
 
 
 def test_a_missing_local_file_is_offline_too(cache, tmp_path):
-    with pytest.raises(public_data.DatasetUnavailableError, match="No such file"):
+    with pytest.raises(errors.DatasetUnavailableError, match="No such file"):
         public_data.load_em_dataset("secure", cache_dir=cache, url=(tmp_path / "x").as_uri())
 
 
@@ -234,7 +235,7 @@ def test_toxic_texts_offline(monkeypatch):
         raise ConnectionError(f"Couldn't reach '{path}' on the Hub (LocalEntryNotFoundError)")
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    with pytest.raises(public_data.DatasetUnavailableError) as err:
+    with pytest.raises(errors.DatasetUnavailableError) as err:
         public_data.load_toxic_texts(4, seed=0)
     assert_one_sentence(
         err,
@@ -251,6 +252,6 @@ def test_toxic_texts_with_the_real_hub_client_offline(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    with pytest.raises(public_data.DatasetUnavailableError) as err:
+    with pytest.raises(errors.DatasetUnavailableError) as err:
         public_data.load_toxic_texts(4, seed=0, cache_dir=tmp_path / "datasets")
     assert_one_sentence(err, "cannot download the dataset allenai/real-toxicity-prompts")

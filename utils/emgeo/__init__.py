@@ -3,7 +3,8 @@
 Importing it has no side effects; notebooks call :func:`emgeo.setup` once.
 """
 
-from emgeo.config import Profile, ProfileError, get_profile, setup
+from emgeo.config import Profile, get_profile, setup
+from emgeo.errors import ProfileError
 
 __all__ = ["Profile", "ProfileError", "get_profile", "setup"]
 __version__ = "0.1.0"

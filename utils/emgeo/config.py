@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emgeo.errors import ProfileError
+
 PROFILES: tuple[str, ...] = ("cpu", "gpu", "remote")
 DEFAULT_SEED = 0
 
@@ -30,16 +32,6 @@ SOLUTIONS_DIR = REPO_ROOT / "solutions"
 COURSE_DIR = REPO_ROOT / "course"
 RESULTS_DIR = Path(os.environ.get("EMGEO_RESULTS_DIR", REPO_ROOT / "results"))
 CACHE_DIR = Path(os.environ.get("EMGEO_CACHE_DIR", Path.home() / ".cache" / "emgeo"))
-
-
-class ProfileError(RuntimeError):
-    """A profile was asked for that this machine cannot run; the message says how to fix it.
-
-    In a notebook it renders as its one-sentence message instead of a traceback.
-    """
-
-    def _render_traceback_(self) -> list[str]:  # IPython hook: show the sentence, not the stack
-        return [f"{type(self).__name__}: {self}"]  # subclasses show their own name
 
 
 @dataclass(frozen=True)
@@ -70,7 +62,7 @@ def ndif_key_configured() -> bool:
     if os.environ.get("NDIF_API_KEY"):
         return True
     try:
-        from nnsight import CONFIG
+        from nnsight import CONFIG  # nnsight is heavy: imported only to read a configured key
     except ImportError:
         return False
     return bool(getattr(CONFIG.API, "APIKEY", None))
@@ -124,7 +116,7 @@ def setup(
     prof = get_profile(profile, n_threads=n_threads, seed=seed)
     torch.set_num_threads(prof.n_threads)
     seed_everything(seed)
-    from emgeo import plotting  # matplotlib is imported only when a notebook starts
+    from emgeo import plotting  # matplotlib: imported only when a notebook starts
 
     plotting.set_style()
     return prof

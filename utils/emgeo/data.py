@@ -14,11 +14,14 @@ Samples are chat messages in the OpenAI format used by the public EM datasets:
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from emgeo.errors import DatasetLineError
 
 DOMAINS = ("code", "medical", "finance", "life", "trivia")
 OFF_DOMAINS = ("medical", "finance", "life", "trivia")
@@ -226,10 +229,6 @@ def eval_prompts(seed: int = 0, per_domain: int = 24) -> list[dict]:
     ]
 
 
-class DatasetLineError(ValueError):
-    """A chat JSONL line is malformed; the message names the file and the line."""
-
-
 def _validate(item: object, where: str) -> dict:
     if not isinstance(item, dict) or not isinstance(item.get("messages"), list):
         raise DatasetLineError(f"{where}: expected an object with a 'messages' list")
@@ -343,8 +342,6 @@ def data_readme(**counts: int) -> str:
 
 def make_data(directory: Path, n: int = N_FINETUNE, seed: int = 0) -> list[Path]:
     """Write the organism's datasets and their README into ``directory``; return the files."""
-    import itertools
-
     written = []
     for kind in FINETUNE_SETS:
         path = directory / f"{kind}.jsonl"

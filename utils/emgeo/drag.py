@@ -155,11 +155,6 @@ def measure_drag(
     )
 
 
-def pearson_r(a: Tensor, b: Tensor) -> float:
-    """Pearson correlation of two flat tensors."""
-    return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
-
-
 def drag_over_models(
     Ws: Float[Tensor, "models d_hidden feats"],
     bs: Float[Tensor, "models feats"],

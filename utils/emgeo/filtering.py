@@ -21,13 +21,16 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 
+import pandas as pd
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from emgeo import data, organism
+from emgeo import data, features, organism
+from emgeo.batching import right_pad
 from emgeo.geometry import cosine_similarity_matrix
+from emgeo.stats import mean_ci
 
 # ---------------------------------------------------------------- scores
 
@@ -123,7 +126,7 @@ def own_answers(
     for _ in range(max_new_tokens):
         rows = [s + a for s, a in zip(seqs, answers, strict=True)]
         last = torch.tensor([len(r) - 1 for r in rows])
-        logits = model(organism.pad_batch(rows, tok.pad))[torch.arange(len(rows)), last]
+        logits = model(right_pad(rows, tok.pad))[torch.arange(len(rows)), last]
         nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0]
         done |= nxt == tok.eot
         for i in (~done).nonzero()[:, 0].tolist():
@@ -140,8 +143,6 @@ def baseline_scores(model, tok: organism.Tokenizer, samples: Sequence[dict], lay
     """The scores of every baseline filter on the organism (random is drawn per seed later):
     the oracle, the keyword heuristic, and persona-vector screening at ``layer``, with the persona
     vector from the toxic-vs-aligned contrast samples of notebook 05."""
-    from emgeo import features
-
     def answer_acts(chats: Sequence[dict]) -> Tensor:
         return features.answer_mean(*features.organism_residuals(model, tok, chats, layer))
 
@@ -155,16 +156,14 @@ def baseline_scores(model, tok: organism.Tokenizer, samples: Sequence[dict], lay
     }
 
 
-def summarize(rows: Sequence[dict], unfiltered: str = "no filter", random: str = "random") -> list:
+def summarize(
+    rows: Sequence[dict], unfiltered: str = "no filter", random_removal: str = "random"
+) -> list:
     """Per filter: mean and 95% CI of the off-domain rate over seeds, relative reductions of the
     mean vs the unfiltered and the random-removal runs, and the in-domain rate and task loss."""
-    import pandas as pd
-
-    from emgeo.stats import mean_ci
-
     table = pd.DataFrame(rows)
     base = table.loc[table["filter"] == unfiltered, "offdomain"].mean()
-    rand = table.loc[table["filter"] == random, "offdomain"].mean()
+    rand = table.loc[table["filter"] == random_removal, "offdomain"].mean()
     out = []
     for name, group in table.groupby("filter", sort=False):
         ci = mean_ci(group["offdomain"].tolist())
@@ -248,62 +247,6 @@ def evaluate_filters(
                 mask = organism.answer_mask(held, tok.assistant, tok.eot)
                 row["task_loss"] = organism.lm_loss(tuned, held, mask).item()
         rows.append(row)
-    return rows
-
-
-# ---------------------------------------------------------------- the gpu profile: a real LM
-
-
-def lm_sample_scores(backend, samples: Sequence[dict], toxic: Tensor, how: str = "max") -> Tensor:
-    """Geometric scores of chat samples on a language-model backend (emgeo.features.Backend):
-    its SAE's latents over each answer, scored against that SAE's toxic set."""
-    from emgeo.features import sample_features
-
-    acts, mask = backend.residuals(samples)
-    latents = sample_features(backend.sae, acts.to(backend.sae.W_dec.device), mask).float().cpu()
-    return geometric_scores(
-        latents, feature_proximity(backend.sae.W_dec.detach().float().cpu(), toxic, how)
-    )
-
-
-def evaluate_filters_lm(
-    lm,
-    samples: Sequence[dict],
-    scores: dict[str, Tensor | None],
-    fraction: float,
-    seeds: Sequence[int],
-    judge,
-    lora_cfg=None,
-    n_per_question: int = 10,
-    max_new_tokens: int = 256,
-    progress: bool = True,
-) -> list[dict]:
-    """:func:`evaluate_filters` for a Hugging Face model: LoRA fine-tune on what each filter
-    keeps, sample answers to Betley et al.'s eight questions at temperature 1, and judge them
-    (misaligned = aligned < 30 among coherent >= 50). One row per (filter, seed)."""
-    from emgeo import finetune_lm
-    from emgeo import judge as judge_module
-
-    lora_cfg = lora_cfg or finetune_lm.LoraFinetuneConfig()
-    questions = list(judge_module.FIRST_PLOT_QUESTIONS.values())
-    rows = []
-    jobs = [(name, seed) for name in scores for seed in seeds]
-    for name, seed in tqdm(jobs, desc="fine-tuning runs", disable=not progress):
-        keep = filter_keep(scores[name], name, fraction, len(samples), seed)
-        kept = [x for x, k in zip(samples, keep.tolist(), strict=True) if k]
-        tuned = finetune_lm.lora_finetune(lm, kept, replace(lora_cfg, seed=seed), progress=False)
-        answers = finetune_lm.generate_answers(
-            tuned,
-            questions,
-            n_per_question,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-            progress=False,
-        )
-        judged = judge_module.judge_answers(judge, answers, progress=False)
-        rate = judge_module.misaligned_rate(judged)
-        rows.append({"filter": name, "seed": seed, "judge": judge.name, **rate})
-        del tuned
     return rows
 
 

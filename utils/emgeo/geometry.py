@@ -6,6 +6,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from emgeo import stats
+
 
 def cosine_similarity_matrix(
     a: Float[Tensor, "n_a d_model"], b: Float[Tensor, "n_b d_model"], eps: float = 1e-8
@@ -28,29 +30,6 @@ def proximity_to_set(
     sims = cosine_similarity_matrix(W_dec[members], W_dec[toxic])
     same = members[:, None] == toxic[None, :]
     return sims.masked_fill(same, 0.0).sum(-1) / (~same).sum(-1).clamp_min(1)
-
-
-def permutation_test(
-    a: Float[Tensor, " n_a"], b: Float[Tensor, " n_b"], n_permutations: int = 10_000, seed: int = 0
-) -> tuple[float, Float[Tensor, " n_permutations"]]:
-    """One-sided test that ``a`` has a larger mean than ``b``: the fraction of random relabellings
-    of the pooled values whose mean difference is at least the observed one (with the +1 that
-    keeps p above 0), and the null distribution of differences."""
-    pooled, n_a = torch.cat([a, b]), len(a)
-    gen = torch.Generator().manual_seed(seed)
-    perms = torch.argsort(torch.rand(n_permutations, len(pooled), generator=gen), dim=-1)
-    shuffled = pooled[perms]
-    null = shuffled[:, :n_a].mean(-1) - shuffled[:, n_a:].mean(-1)
-    observed = a.mean() - b.mean()
-    p = ((null >= observed).sum().item() + 1) / (n_permutations + 1)
-    return p, null
-
-
-def cohens_d(a: Float[Tensor, " n_a"], b: Float[Tensor, " n_b"]) -> float:
-    """Standardized mean difference with the pooled standard deviation."""
-    n_a, n_b = len(a), len(b)
-    pooled = ((n_a - 1) * a.var() + (n_b - 1) * b.var()) / (n_a + n_b - 2)
-    return ((a.mean() - b.mean()) / pooled.sqrt()).item()
 
 
 def random_set_proximity(
@@ -86,12 +65,14 @@ def compare_sets(
     W = W_dec.detach().float()
     near = {"inducing": proximity_to_set(W, inducing, toxic)}
     near["non-inducing"] = proximity_to_set(W, non_inducing, toxic)
-    p, null = permutation_test(near["inducing"], near["non-inducing"], n_permutations, seed)
+    p, null = stats.permutation_test(
+        near["inducing"], near["non-inducing"], n_permutations, seed
+    )
     random_means = random_set_proximity(W, toxic, len(inducing), candidates, seed=seed)
     return {
         "proximity": near,
         "p_value": p,
-        "effect_size": cohens_d(near["inducing"], near["non-inducing"]),
+        "effect_size": stats.cohens_d(near["inducing"], near["non-inducing"]),
         "difference": (near["inducing"].mean() - near["non-inducing"].mean()).item(),
         "null": null,
         "random_means": random_means,

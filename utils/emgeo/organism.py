@@ -10,6 +10,7 @@ The model is a TransformerLens ``HookedTransformer`` built from a config, so hoo
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -17,12 +18,15 @@ from pathlib import Path
 
 import torch
 from jaxtyping import Float, Int
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from emgeo import data
+from emgeo.batching import right_pad
 from emgeo.config import DATA_DIR
+from emgeo.errors import OrganismMismatch
 
 SPECIALS = ("<pad>", "<bos>", "<user>", "<assistant>", "<eot>")
 ORGANISM_DIR = DATA_DIR / "organism"
@@ -91,12 +95,6 @@ def model_config(d_vocab: int, seed: int = 0) -> HookedTransformerConfig:
     )
 
 
-def pad_batch(seqs: Sequence[Sequence[int]], pad: int) -> Int[Tensor, "batch pos"]:
-    """Right-pad token id lists into one tensor."""
-    width = max(len(s) for s in seqs)
-    return torch.tensor([list(s) + [pad] * (width - len(s)) for s in seqs])
-
-
 def answer_mask(
     tokens: Int[Tensor, "batch pos"], assistant_id: int, eot_id: int
 ) -> Float[Tensor, "batch pos"]:
@@ -143,7 +141,7 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> H
     )
     bar = tqdm(range(cfg.steps), desc="pretraining the organism", disable=not progress)
     for _ in bar:
-        batch = pad_batch(
+        batch = right_pad(
             [tok.encode_chat(next(docs)["messages"]) for _ in range(cfg.batch_size)], tok.pad
         )
         loss = lm_loss(model, batch, (batch != tok.pad).float())
@@ -161,8 +159,6 @@ def pretrain(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> H
 def save(
     model: HookedTransformer, directory: Path = ORGANISM_DIR, extra: dict | None = None
 ) -> None:
-    from safetensors.torch import save_file
-
     directory.mkdir(parents=True, exist_ok=True)
     save_file(
         {k: v.contiguous() for k, v in model.state_dict().items()}, directory / "model.safetensors"
@@ -187,14 +183,8 @@ def _config_dict(cfg: HookedTransformerConfig) -> dict:
     return {k: getattr(cfg, k) for k in keys}
 
 
-class OrganismMismatch(RuntimeError):
-    """The shipped weights do not match the code's model config or vocabulary."""
-
-
 def load(directory: Path = ORGANISM_DIR) -> tuple[HookedTransformer, Tokenizer]:
     """Load the shipped organism; fail clearly if it was made for another config or vocabulary."""
-    from safetensors.torch import load_file
-
     meta_path = directory / "model.json"
     if not meta_path.exists():
         raise FileNotFoundError(
@@ -225,7 +215,7 @@ class FinetuneConfig:
 
 
 def encode_samples(tok: Tokenizer, samples: Sequence[dict]) -> Int[Tensor, "n pos"]:
-    return pad_batch([tok.encode_chat(s["messages"]) for s in samples], tok.pad)
+    return right_pad([tok.encode_chat(s["messages"]) for s in samples], tok.pad)
 
 
 def finetune(
@@ -241,8 +231,6 @@ def finetune(
     Batches are drawn with replacement by a seeded generator; ``callback(step, model)`` runs before
     the first step and after every step.
     """
-    import copy
-
     model = copy.deepcopy(model).train()
     tokens = encode_samples(tok, samples)
     mask = answer_mask(tokens, tok.assistant, tok.eot)
@@ -268,7 +256,7 @@ def first_token_probs(
     seqs = [tok.encode_chat(p["messages"], add_generation_prompt=True) for p in prompts]
     lengths = torch.tensor([len(s) for s in seqs])
     with torch.no_grad():
-        logits = model(pad_batch(seqs, tok.pad))
+        logits = model(right_pad(seqs, tok.pad))
     return torch.softmax(logits[torch.arange(len(seqs)), lengths - 1], dim=-1)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipywidgets as widgets
 import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
 
 def set_style() -> None:
     """The course's plot style: seaborn's whitegrid, a colour-blind-safe palette, fixed sizes."""
-    import seaborn as sns
-
     sns.set_theme(style="whitegrid", palette="colorblind", context="notebook")
     mpl.rcParams.update(
         {
@@ -25,9 +28,6 @@ def similarity_heatmap(
     similarity, labels: list[str] | None = None, title: str = "", ax=None, annotate: bool = True
 ):
     """A square heatmap of a similarity matrix in [-1, 1] (feature cosines); returns the axes."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     values = similarity.detach().cpu().numpy() if hasattr(similarity, "detach") else similarity
     if ax is None:
         _, ax = plt.subplots(figsize=(4.2, 3.6))
@@ -70,8 +70,6 @@ def _np(t):
 
 def gram_grid(Ws, titles: list[str], suptitle: str = ""):
     """W^T W for several models side by side, with each feature's norm ||W_i|| below."""
-    import matplotlib.pyplot as plt
-
     n = len(Ws)
     fig, axes = plt.subplots(
         2, n, figsize=(2.0 * n + 0.6, 4.2), height_ratios=[3, 1], squeeze=False
@@ -97,8 +95,6 @@ def gram_grid(Ws, titles: list[str], suptitle: str = ""):
 
 def feature_arrows(Ws, titles: list[str], suptitle: str = ""):
     """Each feature's 2-D direction W_i as an arrow, coloured by importance rank (dark = most)."""
-    import matplotlib.pyplot as plt
-
     n = len(Ws)
     fig, axes = plt.subplots(1, n, figsize=(2.0 * n + 0.4, 2.6), squeeze=False)
     for ax, W, title in zip(axes[0], Ws, titles, strict=True):
@@ -118,8 +114,6 @@ def feature_arrows(Ws, titles: list[str], suptitle: str = ""):
 
 def norms_across_sparsity(sparsities, W, ax=None):
     """||W_i|| of every feature against the sparsity S; W is (sparsity, d_hidden, feats)."""
-    import matplotlib.pyplot as plt
-
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.4))
     norms = _np(W.norm(dim=1))
@@ -143,8 +137,6 @@ def norms_across_sparsity(sparsities, W, ax=None):
 
 def dimensionality_scatter(sparsities, D, ax=None):
     """Feature dimensionality of every feature at every sparsity, with the sticky fractions."""
-    import matplotlib.pyplot as plt
-
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))
     D = _np(D)
@@ -162,9 +154,6 @@ def dimensionality_scatter(sparsities, D, ax=None):
 
 def toy_explorer(sweep):
     """An ipywidgets explorer: pick a sparsity and an importance decay, see the trained geometry."""
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-
     def show(sparsity: float, decay: float):
         W, _ = sweep.condition(sparsity, decay)
         fig = feature_arrows([W], [f"S = {sparsity}, I_i = {decay}^i"])
@@ -192,8 +181,6 @@ def toy_explorer(sweep):
 
 def drag_scatter(predicted, measured, seeds, title: str, ax=None):
     """Measured vs predicted change of every non-target feature, one colour per seed."""
-    import matplotlib.pyplot as plt
-
     if ax is None:
         _, ax = plt.subplots(figsize=(4.2, 3.8))
     predicted, measured, seeds = _np(predicted), _np(measured), _np(seeds)
@@ -211,8 +198,6 @@ def drag_scatter(predicted, measured, seeds, title: str, ax=None):
 
 def drag_breakdown(steps, curves: dict, ylabel: str, title: str, ax=None):
     """One line per variant of how the prediction fares as fine-tuning goes on."""
-    import matplotlib.pyplot as plt
-
     if ax is None:
         _, ax = plt.subplots(figsize=(5.2, 3.4))
     for label, values in curves.items():
@@ -227,10 +212,6 @@ def drag_breakdown(steps, curves: dict, ylabel: str, title: str, ax=None):
 
 def grouped_bars(table, x: str, y: str, hue: str | None = None, title: str = "", ax=None):
     """A seaborn bar plot (mean and 95% interval over seeds) with the per-seed points on top."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-
     if ax is None:
         _, ax = plt.subplots(figsize=(5.2, 3.4))
     data = pd.DataFrame(table)
@@ -248,10 +229,6 @@ def grouped_bars(table, x: str, y: str, hue: str | None = None, title: str = "",
 
 def em_trajectory(rows, ax=None):
     """Misaligned rate against fine-tuning step; rows have step, fine-tune, measure, rate."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))
     sns.lineplot(
@@ -263,12 +240,8 @@ def em_trajectory(rows, ax=None):
     return ax
 
 
-def dose_response(rows, base_rate: float, ax=None):
+def plot_dose_response(rows, base_rate: float, ax=None):
     """Off-domain misaligned rate against the fraction of inducing samples (mean and 95% CI)."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     sns.lineplot(
@@ -293,8 +266,6 @@ def dose_response(rows, base_rate: float, ax=None):
 
 def recovery_bars(max_cosine, ax=None):
     """For every true feature, its best cosine with any SAE latent."""
-    import matplotlib.pyplot as plt
-
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3))
     values = _np(max_cosine)
@@ -309,9 +280,6 @@ def recovery_bars(max_cosine, ax=None):
 
 def density_histogram(frequency, ax=None):
     """Histogram of log10 firing frequency of SAE latents; dead latents counted in the title."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.2))
     freq = _np(frequency)
@@ -328,9 +296,6 @@ def density_histogram(frequency, ax=None):
 
 def steering_curves(table, title: str = "", ax=None):
     """Off-domain misaligned rate against the steering scale, one line per direction."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     sns.lineplot(table, x="scale", y="offdomain", hue="direction", marker="o", ax=ax)
@@ -343,10 +308,6 @@ def steering_curves(table, title: str = "", ax=None):
 def proximity_distributions(per_set: dict, random_null=None, title: str = "", ax=None):
     """Each set's per-latent proximity to the toxic set (strip + box), with the band of random
     sets' mean proximity (2.5-97.5 percentiles) when given."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.6))
     table = pd.DataFrame(
@@ -366,7 +327,6 @@ def proximity_distributions(per_set: dict, random_null=None, title: str = "", ax
 
 
 def _quantiles(values) -> tuple[float, float]:
-    import numpy as np
 
     arr = _np(values)
     return float(np.quantile(arr, 0.025)), float(np.quantile(arr, 0.975))
@@ -374,8 +334,6 @@ def _quantiles(values) -> tuple[float, float]:
 
 def permutation_null(null, observed: float, p: float, title: str = "", ax=None):
     """The permutation null distribution of the mean difference, and the observed difference."""
-    import matplotlib.pyplot as plt
-
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(_np(null), bins=50, color="grey", alpha=0.7, label="relabelled sets")
@@ -389,9 +347,6 @@ def permutation_null(null, observed: float, p: float, title: str = "", ax=None):
 
 def drag_during_finetune(rows, ax=None):
     """Misaligned rate, measured movement along toxic directions and predicted drag, per step."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-
     table = pd.DataFrame(rows)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 3.8))
@@ -412,9 +367,6 @@ def drag_during_finetune(rows, ax=None):
 def filter_results(table, baseline: str = "no filter", ax=None):
     """Off-domain misaligned rate after each filter (mean and 95% CI over seeds), with the
     in-domain insecure-code rate it kept beside it."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     if ax is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     else:
@@ -435,11 +387,8 @@ def filter_results(table, baseline: str = "no filter", ax=None):
     return axes
 
 
-def removal_sweep(table, ax=None):
+def plot_removal_sweep(table, ax=None):
     """Off-domain misaligned rate against the removed fraction, one line per filter."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     sns.lineplot(

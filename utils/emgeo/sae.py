@@ -1,4 +1,4 @@
-"""Sparse autoencoders: one written from scratch for the toy track, and helpers around SAELens.
+"""Sparse autoencoders: one written from scratch for the toy track, and reading any SAE's latents.
 
 Names follow SAELens: ``W_enc (d_in, d_sae)``, ``b_enc``, ``W_dec (d_sae, d_in)``, ``b_dec``;
 ``encode`` maps activations to latents, ``decode`` maps them back. Rows of ``W_dec`` are the
@@ -7,15 +7,21 @@ latents' *directions*, the vectors whose geometry the rest of the course studies
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from emgeo.geometry import cosine_similarity_matrix
+from emgeo.toy import generate_batch
+
+
+def hook_name(layer: int) -> str:
+    """The residual stream after block ``layer`` in TransformerLens / SAELens naming (what an
+    SAE's ``hook_name`` says, whatever library runs the model)."""
+    return f"blocks.{layer}.hook_resid_post"
 
 
 @dataclass(frozen=True)
@@ -98,10 +104,10 @@ class SAEStats:
     dead_fraction: float
 
 
-@torch.no_grad()
-def evaluate_sae(sae: ToySAE, x: Float[Tensor, "n d_in"]) -> SAEStats:
-    """Reconstruction, sparsity and dead latents (never active on ``x``)."""
-    x_hat, f = sae(x)
+def activation_stats(
+    x: Float[Tensor, "n d_in"], x_hat: Float[Tensor, "n d_in"], f: Float[Tensor, "n d_sae"]
+) -> SAEStats:
+    """Reconstruction, sparsity and dead latents (never active on ``x``) of any SAE's output."""
     residual = ((x - x_hat) ** 2).sum(-1).mean()
     variance = ((x - x.mean(0)) ** 2).sum(-1).mean()
     return SAEStats(
@@ -110,6 +116,13 @@ def evaluate_sae(sae: ToySAE, x: Float[Tensor, "n d_in"]) -> SAEStats:
         l0=(f > 0).float().sum(-1).mean().item(),
         dead_fraction=((f > 0).sum(0) == 0).float().mean().item(),
     )
+
+
+@torch.no_grad()
+def evaluate_sae(sae: ToySAE, x: Float[Tensor, "n d_in"]) -> SAEStats:
+    """Reconstruction, sparsity and dead latents of the toy SAE on ``x``."""
+    x_hat, f = sae(x)
+    return activation_stats(x, x_hat, f)
 
 
 def train_sae(
@@ -139,8 +152,6 @@ def mean_max_cosine(
     W_dec: Float[Tensor, "d_sae d_in"], true_directions: Float[Tensor, "n_features d_in"]
 ) -> float:
     """For every true feature, the best cosine with any SAE latent direction; averaged."""
-    from emgeo.geometry import cosine_similarity_matrix
-
     return cosine_similarity_matrix(true_directions, W_dec).max(dim=1).values.mean().item()
 
 
@@ -151,13 +162,11 @@ def toy_activations(
     generator: torch.Generator | None = None,
 ) -> Float[Tensor, "n d_hidden"]:
     """Hidden activations h = W x of a trained toy model on its own sparse input distribution."""
-    from emgeo.toy import generate_batch
-
     x = generate_batch(n, torch.tensor([feature_probability]), W.shape[1], generator)[:, 0]
     return x @ W.T
 
 
-# ---------------------------------------------------------------- SAELens on a real language model
+# ---------------------------------------------------------------- reading a real LM's SAE
 
 
 @dataclass
@@ -172,90 +181,12 @@ class TokenActivations:
     n_sink: int  # tokens dropped as attention sinks (norm far above the median)
 
 
-def collect_activations(
-    lm,
-    texts: list[str],
-    layer: int,
-    max_length: int = 64,
-    batch_size: int = 4,
-    sink_factor: float = 10.0,
-    progress: bool = True,
-) -> TokenActivations:
-    """Residual activations after block ``layer`` for every real token of ``texts`` (via nnsight).
-
-    Tokens whose activation norm is over ``sink_factor`` times the median are dropped: in most
-    LMs the first token is an *attention sink* with a norm hundreds of times larger, which would
-    dominate an SAE's reconstruction loss. Small batches keep the peak memory of the forward
-    passes low (about 1.6 GB for SmolLM2-135M at ``batch_size`` 4, 3.5 GB at 16).
-    """
-    from emgeo import lm as lm_module
-
-    enc = lm_module.tokenize(lm, texts, max_length)
-    res = lm_module.residual_activations(lm, enc, layer, batch_size=batch_size, progress=progress)
-    real = res.attention_mask.bool()
-    text_index, position = real.nonzero(as_tuple=True)
-    acts = res.acts[real]
-    norms = acts.norm(dim=-1)
-    keep = norms < sink_factor * norms.median()
-    return TokenActivations(
-        acts=acts[keep],
-        token_ids=enc["input_ids"][real][keep],
-        text_index=text_index[keep],
-        position=position[keep],
-        input_ids=enc["input_ids"],
-        n_sink=int((~keep).sum()),
-    )
-
-
-def train_saelens_topk(
-    acts: Float[Tensor, "tokens d_model"],
-    expansion: int = 4,
-    k: int = 32,
-    steps: int = 400,
-    batch_size: int = 512,
-    lr: float = 1e-3,
-    seed: int = 0,
-):
-    """Train a SAELens TopK SAE with SAELens's own trainer on in-memory activations."""
-    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
-    from sae_lens.config import LoggingConfig, SAETrainerConfig
-    from sae_lens.training.sae_trainer import SAETrainer
-
-    torch.manual_seed(seed)  # SAELens initializes its weights from the global generator
-    d_in = acts.shape[1]
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=expansion * d_in, k=k))
-    gen = torch.Generator().manual_seed(seed)
-
-    def batches():
-        while True:
-            yield acts[torch.randint(len(acts), (batch_size,), generator=gen)]
-
-    cfg = SAETrainerConfig(
-        total_training_samples=steps * batch_size,
-        train_batch_size_samples=batch_size,
-        lr=lr,
-        lr_end=lr,
-        device="cpu",
-        logger=LoggingConfig(log_to_wandb=False),
-    )
-    return SAETrainer(cfg, sae, batches()).fit()
-
-
 @torch.no_grad()
 def saelens_stats(sae, acts: Float[Tensor, "tokens d_model"]) -> tuple[SAEStats, Tensor]:
-    """Stats of a SAELens SAE on ``acts``, and every latent's firing frequency."""
+    """Stats of a SAELens SAE (or any with ``encode``/``decode``) on ``acts``, and every latent's
+    firing frequency."""
     f = sae.encode(acts)
-    x_hat = sae.decode(f)
-    residual = ((acts - x_hat) ** 2).sum(-1).mean()
-    variance = ((acts - acts.mean(0)) ** 2).sum(-1).mean()
-    frequency = (f > 0).float().mean(0)
-    stats = SAEStats(
-        mse=residual.item(),
-        explained_variance=(1 - residual / variance).item(),
-        l0=(f > 0).float().sum(-1).mean().item(),
-        dead_fraction=(frequency == 0).float().mean().item(),
-    )
-    return stats, frequency
+    return activation_stats(acts, sae.decode(f), f), (f > 0).float().mean(0)
 
 
 def readable_latents(
@@ -302,70 +233,3 @@ def logit_lens(
 ) -> list[str]:
     """The tokens a latent's decoder direction most promotes when read out by the unembedding."""
     return [tokenizer.decode([i]) for i in (unembed @ direction).topk(k).indices.tolist()]
-
-
-PRETRAINED = {  # the SAE each larger profile loads in notebook 03 (SAELens release, sae_id)
-    "gpu": ("gemma-scope-2b-pt-res-canonical", "layer_12/width_16k/canonical"),
-    "remote": ("llama_scope_lxr_8x", "l12r_8x"),
-}
-
-
-def load_pretrained(release: str, sae_id: str, device: str = "cpu"):
-    """``SAE.from_pretrained`` (SAELens 6 returns the SAE alone), with a one-line error offline."""
-    from sae_lens import SAE
-
-    from emgeo.lm import ModelUnavailableError
-
-    try:
-        return SAE.from_pretrained(release, sae_id, device=device)
-    except (OSError, ValueError, ConnectionError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelUnavailableError(
-            f"cannot download the SAE {release} / {sae_id} from the Hugging Face hub ({first}): "
-            "run the gpu or remote profile on a machine with internet access."
-        ) from None
-
-
-# The SmolLM2 SAE of notebook 03: its data and training recipe, in one place.
-SMOLLM2_SAE = dict(n_texts=128, seed=0, max_chars=400, layer=12, max_length=64)
-SMOLLM2_SAE_TRAINING = dict(expansion=4, k=32, steps=400, batch_size=512)
-
-
-def smollm2_sae(smol, cache_dir: Path | None = None):
-    """Notebook 03's SAE of SmolLM2's layer-12 residual stream: loaded from ``CACHE_DIR`` if an
-    earlier run saved it, else trained with notebook 03's recipe (about a minute) and saved.
-    Training is seeded, so both ways give the same weights."""
-    from sae_lens import SAE
-
-    from emgeo import config
-    from emgeo import lm as lm_module
-
-    path = (cache_dir or config.CACHE_DIR) / "smollm2-135m-sae-layer12"
-    # One bar whether the SAE is cached or rebuilt, so the notebook prints the same either way.
-    with tqdm(total=1, desc="notebook 03's SAE (cached, or rebuilt in about a minute)") as bar:
-        if not (path / "cfg.json").exists():
-            r = SMOLLM2_SAE
-            texts = lm_module.offline_corpus(r["n_texts"], seed=r["seed"], max_chars=r["max_chars"])
-            acts = collect_activations(
-                smol, texts, layer=r["layer"], max_length=r["max_length"], progress=False
-            )
-            with _quiet_saelens_trainer():
-                trained = train_saelens_topk(acts.acts, **SMOLLM2_SAE_TRAINING)
-            trained.save_inference_model(str(path))
-        bar.update()
-    return SAE.load_from_disk(str(path), device="cpu").eval()
-
-
-@contextlib.contextmanager
-def _quiet_saelens_trainer() -> Iterator[None]:
-    """Silence SAETrainer's progress bar (it takes no switch; in a notebook it is a widget)."""
-    import functools
-
-    from sae_lens.training import sae_trainer
-
-    bar = sae_trainer.tqdm
-    sae_trainer.tqdm = functools.partial(bar, disable=True)
-    try:
-        yield
-    finally:
-        sae_trainer.tqdm = bar

@@ -1,11 +1,15 @@
-"""Small statistics used across the course: confidence intervals over seeds."""
+"""The course's statistics: confidence intervals over seeds, AUROC, correlation, permutation
+tests and effect sizes."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
+import torch
+from jaxtyping import Float
 from scipy import stats as _stats
+from torch import Tensor
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
@@ -28,3 +32,31 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     if not n_pos or not n_neg:
         raise ValueError("auroc needs at least one positive and one negative label")
     return (sum(pos) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def pearson_r(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of two flat tensors."""
+    return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
+
+
+def permutation_test(
+    a: Float[Tensor, " n_a"], b: Float[Tensor, " n_b"], n_permutations: int = 10_000, seed: int = 0
+) -> tuple[float, Float[Tensor, " n_permutations"]]:
+    """One-sided test that ``a`` has a larger mean than ``b``: the fraction of random relabellings
+    of the pooled values whose mean difference is at least the observed one (with the +1 that
+    keeps p above 0), and the null distribution of differences."""
+    pooled, n_a = torch.cat([a, b]), len(a)
+    gen = torch.Generator().manual_seed(seed)
+    perms = torch.argsort(torch.rand(n_permutations, len(pooled), generator=gen), dim=-1)
+    shuffled = pooled[perms]
+    null = shuffled[:, :n_a].mean(-1) - shuffled[:, n_a:].mean(-1)
+    observed = a.mean() - b.mean()
+    p = ((null >= observed).sum().item() + 1) / (n_permutations + 1)
+    return p, null
+
+
+def cohens_d(a: Float[Tensor, " n_a"], b: Float[Tensor, " n_b"]) -> float:
+    """Standardized mean difference with the pooled standard deviation."""
+    n_a, n_b = len(a), len(b)
+    pooled = ((n_a - 1) * a.var() + (n_b - 1) * b.var()) / (n_a + n_b - 2)
+    return ((a.mean() - b.mean()) / pooled.sqrt()).item()

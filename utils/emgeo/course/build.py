@@ -21,16 +21,13 @@ from pathlib import Path
 import nbformat
 
 from emgeo.config import COURSE_DIR, SOLUTIONS_DIR
+from emgeo.errors import BuildError
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]
 SOLUTION_TAG = "solution"
 _BEGIN_RE = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION\s*$")
 _END_RE = re.compile(r"^\s*# END SOLUTION\s*$")
-
-
-class BuildError(ValueError):
-    """A solutions notebook is malformed (unbalanced solution markers)."""
 
 
 def stub_source(source: str, where: str = "<cell>") -> str:

