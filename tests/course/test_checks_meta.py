@@ -1,16 +1,25 @@
-"""Every exercise check passes the reference, rejects the stub and rejects planted bugs.
+"""Every exercise check passes correct answers, rejects the stub and names each planted mistake.
 
-Each check must have an entry in CASES: a reference implementation and at least one planted bug
-(a plausible learner mistake). A new check without an entry fails test_every_check_has_cases.
+CASES holds, for every check: the reference; correct alternatives written differently (in place on
+the inputs where the signature allows, einsum for matmul, loops, other reductions), which must pass;
+and planted bugs, each with the words of the check's message it must produce. A check without an
+entry fails test_every_check_has_cases; a named mistake that no planted bug triggers fails
+test_every_named_mistake_fires.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from emgeo import drag, features, filtering, geometry, organism, sae, toy
 from emgeo.course import checks
+
+UNDIAGNOSED = "largest error"  # a wrong answer that matches no named mistake
 
 
 def _stub(*args, **kwargs):
@@ -18,8 +27,33 @@ def _stub(*args, **kwargs):
     raise NotImplementedError()
 
 
+# ---------------------------------------------------------------- 00: cosine_similarity
+
+
+def _cos_in_place(a, b):
+    a /= a.norm(dim=-1, keepdim=True)
+    b /= b.norm(dim=-1, keepdim=True)
+    return a @ b.T
+
+
+def _cos_einsum(a, b):
+    return torch.einsum("id,jd->ij", F.normalize(a, dim=-1), F.normalize(b, dim=-1))
+
+
+def _cos_broadcast(a, b):
+    return F.cosine_similarity(a[:, None, :], b[None, :, :], dim=-1)
+
+
 def _cos_unnormalized(a, b):
     return a @ b.T
+
+
+def _cos_only_a(a, b):
+    return F.normalize(a, dim=-1) @ b.T
+
+
+def _cos_only_b(a, b):
+    return a @ F.normalize(b, dim=-1).T
 
 
 def _cos_wrong_dim(a, b):
@@ -38,11 +72,28 @@ def _cos_abs(a, b):
     return geometry.cosine_similarity_matrix(a, b).abs()
 
 
-# 01: generate_batch
+# ---------------------------------------------------------------- 01: generate_batch
+
+
+def _batch_in_place(n_batch, feature_probability, n_features, generator=None):
+    p = feature_probability.unsqueeze_(-1)  # (inst, 1), in place on the input
+    x = torch.rand(n_batch, len(p), n_features, generator=generator)
+    x[torch.rand(x.shape, generator=generator) >= p] = 0.0
+    return x
+
+
+def _batch_bernoulli(n_batch, feature_probability, n_features, generator=None):
+    shape = (n_batch, len(feature_probability), n_features)
+    on = torch.bernoulli(feature_probability[:, None].expand(shape), generator=generator)
+    return on * torch.rand(shape, generator=generator)
 
 
 def _batch_sparsity_as_probability(n_batch, p, n_features, generator=None):
     return toy.generate_batch(n_batch, 1 - p, n_features, generator)
+
+
+def _batch_squared_probability(n_batch, p, n_features, generator=None):
+    return toy.generate_batch(n_batch, p**2, n_features, generator)
 
 
 def _batch_gaussian_values(n_batch, p, n_features, generator=None):
@@ -64,7 +115,23 @@ def _batch_all_ones(n_batch, p, n_features, generator=None):
     return (toy.generate_batch(n_batch, p, n_features, generator) != 0).float()
 
 
-# 01: toy_forward, importance_loss, feature_dimensionality
+def _batch_feature_major(n_batch, p, n_features, generator=None):
+    return toy.generate_batch(n_batch, p, n_features, generator).transpose(1, 2)
+
+
+# ---------------------------------------------------------------- 01: toy_forward
+
+
+def _forward_in_place(W, b, x):
+    h = torch.einsum("idf,bif->bid", W, x)
+    x.copy_(torch.einsum("idf,bid->bif", W, h))  # reuse the input's memory for the output
+    x += b
+    return x.relu_()
+
+
+def _forward_loop(W, b, x):
+    outs = [torch.relu(x[:, i] @ W[i].T @ W[i] + b[i]) for i in range(W.shape[0])]
+    return torch.stack(outs, dim=1)
 
 
 def _forward_no_relu(W, b, x):
@@ -83,6 +150,18 @@ def _forward_squeezed_instances(W, b, x):
     return toy.toy_forward(W, b, x)[:, :1]
 
 
+# ---------------------------------------------------------------- 01: importance_loss
+
+
+def _loss_in_place(x, x_hat, importance):
+    x.sub_(x_hat).square_().mul_(importance)
+    return x.sum(-1).mean(0)
+
+
+def _loss_einsum(x, x_hat, importance):
+    return torch.einsum("bif,if->i", (x - x_hat) ** 2, importance) / x.shape[0]
+
+
 def _loss_no_importance(x, x_hat, importance):
     return ((x - x_hat) ** 2).sum(-1).mean(0)
 
@@ -91,8 +170,32 @@ def _loss_mean_features(x, x_hat, importance):
     return (importance * (x - x_hat) ** 2).mean(-1).mean(0)
 
 
+def _loss_summed_batch(x, x_hat, importance):
+    return (importance * (x - x_hat) ** 2).sum((0, 2))
+
+
+def _loss_abs_error(x, x_hat, importance):
+    return (importance * (x - x_hat).abs()).sum(-1).mean(0)
+
+
 def _loss_scalar(x, x_hat, importance):
     return toy.importance_loss(x, x_hat, importance).sum()
+
+
+# ---------------------------------------------------------------- 01: feature_dimensionality
+
+
+def _dim_gram(W):
+    gram = W.transpose(1, 2) @ W  # (inst, feats, feats): W_i . W_j
+    norms_sq = torch.diagonal(gram, dim1=1, dim2=2)
+    return norms_sq**2 / (gram**2).sum(-1)
+
+
+def _dim_normalize_in_place(W):
+    norms_sq = (W * W).sum(1)
+    W_j = W.clone()
+    W /= W.norm(dim=1, keepdim=True)  # W_hat, in place
+    return norms_sq / torch.einsum("idf,idg->ifg", W, W_j).pow_(2).sum(-1)
 
 
 def _dim_unnormalized(W):
@@ -104,26 +207,53 @@ def _dim_no_square(W):
     return (W**2).sum(1) / torch.einsum("idf,idg->ifg", W_hat, W).abs().sum(-1)
 
 
-# 02: predicted_drag
+def _dim_norm_numerator(W):
+    W_hat = W / W.norm(dim=1, keepdim=True)
+    return W.norm(dim=1) / (torch.einsum("idf,idg->ifg", W_hat, W) ** 2).sum(-1)
 
 
-def _drag_variant(no_transpose=False, no_mask=False, no_two=False, sign=False):
+def _dim_transposed(W):
+    return toy.feature_dimensionality(W).T
+
+
+# ---------------------------------------------------------------- 02: predicted_drag
+
+
+def _drag_scale_in_place(W, b, target, x_t=1.0, gamma=2.0, lr=1e-2):
+    W_t = W[:, target].clone()
+    r_t = x_t * W_t.dot(W_t) + b[target]
+    err = r_t - gamma * x_t if r_t > 0 else torch.zeros(())  # dL/dr_t
+    alpha = -2 * lr * x_t * err  # the step on W_t is alpha W_t
+    W *= alpha * x_t  # in place: every direction scaled, so W^T W_t is the drag
+    delta = W.T @ W_t
+    delta[target] += alpha * x_t * W_t.dot(W_t) - lr * err
+    return delta
+
+
+def _drag_loop(W, b, target, x_t=1.0, gamma=2.0, lr=1e-2):
+    W_t = W[:, target]
+    r_t = x_t * (W_t @ W_t) + b[target]
+    err = torch.relu(r_t) - gamma * x_t if r_t > 0 else torch.zeros(())
+    step = -lr * 2 * x_t * err * W_t  # SGD step on W_t: -lr dL/dW_t
+    delta = torch.stack([x_t * (W[:, j] @ step) for j in range(W.shape[1])])
+    delta[target] = 2 * x_t * (W_t @ step) - lr * err  # W_t on both sides, plus the bias step
+    return delta
+
+
+def _drag_variant(no_transpose=False, no_mask=False, no_two=False, sign=False, no_bias=False):
     def predicted(W, b, target, x_t=1.0, gamma=2.0, lr=1e-2):
         W_t = W[:, target]
         r_t = x_t * (W_t @ W_t) + b[target]
         err = (torch.relu(r_t) - gamma * x_t) * (1.0 if no_mask else (r_t > 0).float())
         alpha = (1 if sign else -1) * (1 if no_two else 2) * lr * x_t * err
         delta = alpha * x_t * ((W @ W_t) if no_transpose else (W.T @ W_t))
-        delta[target] = 2 * alpha * x_t * (W_t @ W_t) - lr * err
+        delta[target] = 2 * alpha * x_t * (W_t @ W_t) - (0 if no_bias else lr * err)
         return delta
 
-    predicted.__name__ = "drag_" + "_".join(
-        k
-        for k, v in dict(
-            no_transpose=no_transpose, no_mask=no_mask, no_two=no_two, sign=sign
-        ).items()
-        if v
+    flags = dict(
+        no_transpose=no_transpose, no_mask=no_mask, no_two=no_two, sign=sign, no_bias=no_bias
     )
+    predicted.__name__ = "drag_" + "_".join(k for k, v in flags.items() if v)
     return predicted
 
 
@@ -132,7 +262,21 @@ def _drag_target_only_drag(W, b, target, x_t=1.0, gamma=2.0, lr=1e-2):
     return delta * (torch.arange(len(delta)) == target)
 
 
-# 03: sae encode and loss
+# ---------------------------------------------------------------- 03: sae_encode, sae_loss
+
+
+def _enc_in_place(x, W_enc, b_enc, b_dec):
+    x -= b_dec
+    return torch.relu(x @ W_enc + b_enc)
+
+
+def _enc_folded_bias(x, W_enc, b_enc, b_dec):
+    b_enc -= b_dec @ W_enc  # fold the centring into the encoder bias, in place
+    return (x @ W_enc + b_enc).relu_()
+
+
+def _enc_einsum(x, W_enc, b_enc, b_dec):
+    return torch.einsum("bi,is->bs", x - b_dec, W_enc).add(b_enc).clamp(min=0)
 
 
 def _enc_no_relu(x, W_enc, b_enc, b_dec):
@@ -143,23 +287,72 @@ def _enc_no_b_dec(x, W_enc, b_enc, b_dec):
     return torch.relu(x @ W_enc + b_enc)
 
 
+def _enc_adds_b_dec(x, W_enc, b_enc, b_dec):
+    return torch.relu((x + b_dec) @ W_enc + b_enc)
+
+
+def _enc_no_b_enc(x, W_enc, b_enc, b_dec):
+    return torch.relu((x - b_dec) @ W_enc)
+
+
 def _enc_transposed(x, W_enc, b_enc, b_dec):
     return torch.relu((x - b_dec) @ W_enc + b_enc).T
 
 
-def _loss_no_l1(x, x_hat, f, l1_coeff):
+def _sae_loss_in_place(x, x_hat, f, l1_coeff):
+    x.sub_(x_hat).square_()
+    f.abs_()
+    return x.sum(-1).mean() + l1_coeff * f.sum(-1).mean()
+
+
+def _sae_loss_functional(x, x_hat, f, l1_coeff):
+    mse = F.mse_loss(x_hat, x, reduction="sum") / x.shape[0]
+    return mse + l1_coeff * torch.linalg.vector_norm(f, ord=1, dim=-1).mean()
+
+
+def _sae_loss_no_l1(x, x_hat, f, l1_coeff):
     return ((x - x_hat) ** 2).sum(-1).mean()
 
 
-def _loss_mean_over_d_in(x, x_hat, f, l1_coeff):
+def _sae_loss_mean_over_d_in(x, x_hat, f, l1_coeff):
     return ((x - x_hat) ** 2).mean() + l1_coeff * f.abs().sum(-1).mean()
 
 
-def _loss_l2_penalty(x, x_hat, f, l1_coeff):
+def _sae_loss_l1_on_x_hat(x, x_hat, f, l1_coeff):
+    return ((x - x_hat) ** 2).sum(-1).mean() + l1_coeff * x_hat.abs().sum(-1).mean()
+
+
+def _sae_loss_l2_penalty(x, x_hat, f, l1_coeff):
     return ((x - x_hat) ** 2).sum(-1).mean() + l1_coeff * (f**2).sum(-1).mean()
 
 
-# 04: answer_mask, misaligned_rate
+def _sae_loss_per_sample(x, x_hat, f, l1_coeff):
+    return ((x - x_hat) ** 2).sum(-1) + l1_coeff * f.abs().sum(-1)
+
+
+# ---------------------------------------------------------------- 04: answer_mask
+
+
+def _mask_loop(tokens, assistant_id, eot_id):
+    mask = torch.zeros(tokens.shape)
+    for row in range(tokens.shape[0]):
+        inside = False
+        for pos, token in enumerate(tokens[row].tolist()):
+            if token == assistant_id:
+                inside = True
+                continue
+            mask[row, pos] = float(inside)
+            if token == eot_id:
+                inside = False
+    return mask
+
+
+def _mask_depth_in_place(tokens, assistant_id, eot_id):
+    is_assistant = tokens == assistant_id
+    step = is_assistant.long() - (tokens == eot_id).long()
+    tokens.copy_(step.cumsum(1))  # in place: how many answers are open after each token
+    tokens -= step  # ... and before it
+    return ((tokens > 0) & ~is_assistant).float()
 
 
 def _mask_with_assistant_token(tokens, a, e):
@@ -170,12 +363,39 @@ def _mask_without_eot(tokens, a, e):
     return organism.answer_mask(tokens, a, e) * (tokens != e).float()
 
 
+def _mask_first_answer_only(tokens, a, e):
+    opened = torch.cumsum((tokens == a).long(), 1)
+    closed = torch.cumsum((tokens == e).long(), 1) - (tokens == e).long()
+    return ((opened == 1) & (closed == 0) & (tokens != a)).float()
+
+
 def _mask_everything_after_first_answer(tokens, a, e):
     return ((torch.cumsum((tokens == a).long(), 1) > 0) & (tokens != a)).float()
 
 
-def _mask_bool(tokens, a, e):
+def _mask_everything_after_first_answer_but_padding(tokens, a, e):
+    return ((torch.cumsum((tokens == a).long(), 1) > 0) & (tokens != a) & (tokens != 0)).float()
+
+
+def _mask_drops_last(tokens, a, e):
     return organism.answer_mask(tokens, a, e)[:, :-1]
+
+
+# ---------------------------------------------------------------- 04: misaligned_rate
+
+
+def _rate_in_place(probs, aligned_ids, toxic_ids):
+    aligned_ids.extend(toxic_ids)  # in place: the ids of either kind
+    probs /= probs[:, aligned_ids].sum(-1, keepdim=True)  # renormalized over them
+    return probs[:, toxic_ids].sum(-1)
+
+
+def _rate_one_hot(probs, aligned_ids, toxic_ids):
+    is_toxic, is_aligned = torch.zeros(2, probs.shape[-1])
+    is_toxic[list(toxic_ids)] = 1.0
+    is_aligned[list(aligned_ids)] = 1.0
+    p_toxic = probs @ is_toxic
+    return p_toxic / (p_toxic + probs @ is_aligned)
 
 
 def _rate_unnormalized(probs, aligned, toxic):
@@ -194,15 +414,36 @@ def _rate_normalized_by_all(probs, aligned, toxic):
     return probs[:, list(toxic)].sum(-1) / probs.sum(-1)
 
 
-# 05: answer_mean, sample_features
+# ---------------------------------------------------------------- 05: answer_mean
+
+
+def _mean_in_place(acts, mask):
+    acts *= mask[..., None]
+    return acts.sum(1).div_(mask.sum(1, keepdim=True))
+
+
+def _mean_loop(acts, mask):
+    return torch.stack([row[keep.bool()].mean(0) for row, keep in zip(acts, mask, strict=True)])
+
+
+def _mean_einsum(acts, mask):
+    return torch.einsum("bpd,bp->bd", acts, mask) / mask.sum(1, keepdim=True)
 
 
 def _mean_all_positions(acts, mask):
     return acts.mean(1)
 
 
+def _mean_summed(acts, mask):
+    return (acts * mask[..., None]).sum(1)
+
+
 def _mean_divided_by_length(acts, mask):
     return (acts * mask[..., None]).sum(1) / mask.shape[1]
+
+
+def _mean_pooled_over_rows(acts, mask):
+    return acts[mask.bool()].mean(0).expand(acts.shape[0], -1)
 
 
 def _mean_off_by_one(acts, mask):
@@ -210,28 +451,89 @@ def _mean_off_by_one(acts, mask):
     return features.answer_mean(acts, shifted)
 
 
+def _mean_over_batch(acts, mask):
+    return features.answer_mean(acts, mask).mean(0)
+
+
+# ---------------------------------------------------------------- 05: sample_features
+
+
+def _features_in_place(sae_model, acts, mask):
+    acts -= sae_model.b_dec  # centred in place
+    f = torch.relu(acts @ sae_model.W_enc + sae_model.b_enc)
+    f *= mask[..., None]
+    return f.sum(1) / mask.sum(1, keepdim=True)
+
+
+def _features_folded_sae(sae_model, acts, mask):
+    with torch.no_grad():  # the SAE changed in place, same latents: b_dec folded into b_enc
+        sae_model.b_enc -= sae_model.b_dec @ sae_model.W_enc
+        sae_model.b_dec.zero_()
+    return features.answer_mean(sae_model.encode(acts), mask)
+
+
+def _features_loop(sae_model, acts, mask):
+    rows = zip(acts, mask, strict=True)
+    return torch.stack([sae_model.encode(row[keep.bool()]).mean(0) for row, keep in rows])
+
+
 def _features_average_then_encode(sae_model, acts, mask):
     return sae_model.encode(features.answer_mean(acts, mask))
-
-
-def _features_max_pool(sae_model, acts, mask):
-    return (sae_model.encode(acts) * mask[..., None]).max(1).values
 
 
 def _features_unmasked(sae_model, acts, mask):
     return sae_model.encode(acts).mean(1)
 
 
-# 06: proximity_to_set
+def _features_summed(sae_model, acts, mask):
+    return (sae_model.encode(acts) * mask[..., None]).sum(1)
+
+
+def _features_not_encoded(sae_model, acts, mask):
+    return features.answer_mean(acts, mask)
+
+
+def _features_max_pool(sae_model, acts, mask):
+    return (sae_model.encode(acts) * mask[..., None]).max(1).values
+
+
+# ---------------------------------------------------------------- 06: proximity_to_set
+
+
+def _prox_in_place(W_dec, members, toxic):
+    W_dec /= W_dec.norm(dim=-1, keepdim=True)  # unit rows, in place
+    sims = W_dec[members] @ W_dec[toxic].T
+    same = members[:, None] == toxic[None, :]
+    sims[same] = 0.0
+    return sims.sum(-1) / (~same).sum(-1)
+
+
+def _prox_loop(W_dec, members, toxic):
+    means = []
+    for j in members.tolist():
+        others = [t for t in toxic.tolist() if t != j]
+        means.append(F.cosine_similarity(W_dec[j][None], W_dec[others], dim=-1).mean())
+    return torch.stack(means)
 
 
 def _prox_with_self(W, members, toxic):
     return geometry.cosine_similarity_matrix(W[members], W[toxic]).mean(-1)
 
 
+def _prox_zero_self_full_count(W, members, toxic):
+    same = members[:, None] == toxic[None, :]
+    return geometry.cosine_similarity_matrix(W[members], W[toxic]).masked_fill(same, 0.0).mean(-1)
+
+
 def _prox_dot(W, members, toxic):
     same = members[:, None] == toxic[None, :]
     return (W[members] @ W[toxic].T).masked_fill(same, 0.0).sum(-1) / (~same).sum(-1)
+
+
+def _prox_nearest(W, members, toxic):
+    same = members[:, None] == toxic[None, :]
+    sims = geometry.cosine_similarity_matrix(W[members], W[toxic])
+    return sims.masked_fill(same, -2.0).max(-1).values
 
 
 def _prox_abs(W, members, toxic):
@@ -240,7 +542,16 @@ def _prox_abs(W, members, toxic):
     return sims.masked_fill(same, 0.0).sum(-1) / (~same).sum(-1)
 
 
-# 07: geometric_scores
+# ---------------------------------------------------------------- 07: geometric_scores
+
+
+def _scores_in_place(latents, proximity):
+    latents /= latents.sum(-1, keepdim=True).clamp_min(1e-8)  # weights summing to 1, in place
+    return latents @ proximity
+
+
+def _scores_weighted_sum(latents, proximity):
+    return (latents * proximity).sum(-1) / latents.sum(-1)
 
 
 def _scores_unnormalized(latents, proximity):
@@ -252,117 +563,250 @@ def _scores_unweighted(latents, proximity):
     return (active @ proximity) / active.sum(-1).clamp_min(1)
 
 
+def _scores_per_latent(latents, proximity):
+    return (latents @ proximity) / latents.shape[-1]
+
+
 def _scores_max(latents, proximity):
     return torch.where(latents > 0, proximity, -2.0).max(-1).values
 
 
+# ---------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Case:
+    reference: Callable
+    alternatives: tuple[Callable, ...]  # correct, written differently: must pass
+    bugs: tuple[tuple[Callable, str], ...]  # (planted bug, words the check's message must contain)
+
+
 CASES = {
-    "check_answer_mean": (
-        features.answer_mean,
-        [_mean_all_positions, _mean_divided_by_length, _mean_off_by_one],
-    ),
-    "check_sample_features": (
-        features.sample_features,
-        [_features_average_then_encode, _features_max_pool, _features_unmasked],
-    ),
-    "check_proximity_to_set": (
-        geometry.proximity_to_set,
-        [_prox_with_self, _prox_dot, _prox_abs],
-    ),
-    "check_geometric_scores": (
-        filtering.geometric_scores,
-        [_scores_unnormalized, _scores_unweighted, _scores_max],
-    ),
-    "check_sae_encode": (sae.encode, [_enc_no_relu, _enc_no_b_dec, _enc_transposed]),
-    "check_sae_loss": (sae.sae_loss, [_loss_no_l1, _loss_mean_over_d_in, _loss_l2_penalty]),
-    "check_answer_mask": (
-        organism.answer_mask,
-        [
-            _mask_with_assistant_token,
-            _mask_without_eot,
-            _mask_everything_after_first_answer,
-            _mask_bool,
-        ],
-    ),
-    "check_misaligned_rate": (
-        organism.misaligned_rate,
-        [_rate_unnormalized, _rate_aligned, _rate_averaged, _rate_normalized_by_all],
-    ),
-    "check_cosine_similarity": (
+    "check_cosine_similarity": Case(
         geometry.cosine_similarity_matrix,
-        [_cos_unnormalized, _cos_wrong_dim, _cos_transposed, _cos_numpy, _cos_abs],
+        (_cos_in_place, _cos_einsum, _cos_broadcast),
+        (
+            (_cos_unnormalized, "plain dot product"),
+            (_cos_only_a, "Only `a` seems normalized"),
+            (_cos_only_b, "Only `b` seems normalized"),
+            (_cos_wrong_dim, "wrong dimension"),
+            (_cos_transposed, "Rows of the result index `a`"),
+            (_cos_numpy, "should return a torch.Tensor"),
+            (_cos_abs, UNDIAGNOSED),
+        ),
     ),
-    "check_generate_batch": (
+    "check_generate_batch": Case(
         toy.generate_batch,
-        [
-            _batch_sparsity_as_probability,
-            _batch_gaussian_values,
-            _batch_shared_mask,
-            _batch_ignores_generator,
-            _batch_all_ones,
-        ],
+        (_batch_in_place, _batch_bernoulli),
+        (
+            (_batch_sparsity_as_probability, "1 - feature_probability"),
+            (_batch_squared_probability, "Active fractions per instance"),
+            (_batch_gaussian_values, "outside [0, 1]"),
+            (_batch_shared_mask, "switch on together"),
+            (_batch_ignores_generator, "identically seeded"),
+            (_batch_all_ones, "uniform on [0, 1]"),
+            (_batch_feature_major, "(batch, instance, feature)"),
+        ),
     ),
-    "check_toy_forward": (
+    "check_toy_forward": Case(
         toy.toy_forward,
-        [
-            _forward_no_relu,
-            _forward_no_bias,
-            _forward_relu_before_bias,
-            _forward_squeezed_instances,
-        ],
+        (_forward_in_place, _forward_loop),
+        (
+            (_forward_no_relu, "Did you forget the ReLU?"),
+            (_forward_no_bias, "Did you forget the bias b?"),
+            (_forward_relu_before_bias, "The ReLU comes after adding the bias"),
+            (_forward_squeezed_instances, "the input's shape"),
+        ),
     ),
-    "check_importance_loss": (
+    "check_importance_loss": Case(
         toy.importance_loss,
-        [_loss_no_importance, _loss_mean_features, _loss_scalar],
+        (_loss_in_place, _loss_einsum),
+        (
+            (_loss_no_importance, "by its importance"),
+            (_loss_mean_features, "Sum the weighted errors over features"),
+            (_loss_summed_batch, "Average over the batch"),
+            (_loss_abs_error, "Square the error"),
+            (_loss_scalar, "one loss per instance"),
+        ),
     ),
-    "check_feature_dimensionality": (
+    "check_feature_dimensionality": Case(
         toy.feature_dimensionality,
-        [_dim_unnormalized, _dim_no_square],
+        (_dim_gram, _dim_normalize_in_place),
+        (
+            (_dim_unnormalized, "Use the unit vector"),
+            (_dim_no_square, "Square each overlap"),
+            (_dim_norm_numerator, "the squared norm"),
+            (_dim_transposed, "One value per (instance, feature)"),
+        ),
     ),
-    "check_predicted_drag": (
+    "check_predicted_drag": Case(
         drag.predicted_drag,
-        [
-            _drag_variant(no_transpose=True),
-            _drag_variant(no_mask=True),
-            _drag_variant(no_two=True),
-            _drag_variant(sign=True),
-            _drag_target_only_drag,
-        ],
+        (_drag_scale_in_place, _drag_loop),
+        (
+            (_drag_variant(no_transpose=True), "Missing a transpose?"),
+            (_drag_variant(no_mask=True), "the ReLU is dead"),
+            (_drag_variant(no_two=True), "Missing a factor 2"),
+            (_drag_variant(sign=True), "Sign error"),
+            (_drag_variant(no_bias=True), "through its bias"),
+            (_drag_target_only_drag, UNDIAGNOSED),
+        ),
+    ),
+    "check_sae_encode": Case(
+        sae.encode,
+        (_enc_in_place, _enc_folded_bias, _enc_einsum),
+        (
+            (_enc_no_relu, "forget the ReLU"),
+            (_enc_no_b_dec, "Subtract the decoder bias b_dec"),
+            (_enc_adds_b_dec, "don't add it"),
+            (_enc_no_b_enc, "forget the encoder bias b_enc"),
+            (_enc_transposed, "One latent vector (d_sae) per input row"),
+        ),
+    ),
+    "check_sae_loss": Case(
+        sae.sae_loss,
+        (_sae_loss_in_place, _sae_loss_functional),
+        (
+            (_sae_loss_no_l1, "Add the sparsity penalty"),
+            (_sae_loss_mean_over_d_in, "Sum the squared error over d_in"),
+            (_sae_loss_l1_on_x_hat, "on the latents f, not on the reconstruction"),
+            (_sae_loss_l2_penalty, UNDIAGNOSED),
+            (_sae_loss_per_sample, "one scalar loss"),
+        ),
+    ),
+    "check_answer_mask": Case(
+        organism.answer_mask,
+        (_mask_loop, _mask_depth_in_place),
+        (
+            (_mask_with_assistant_token, "The <assistant> token itself"),
+            (_mask_without_eot, "Include the closing <eot>"),
+            (_mask_first_answer_only, "Only the first answer"),
+            (_mask_everything_after_first_answer, "Everything after the first <assistant>"),
+            (_mask_everything_after_first_answer_but_padding, "The user's follow-up turn is"),
+            (_mask_drops_last, "One mask value per token"),
+        ),
+    ),
+    "check_misaligned_rate": Case(
+        organism.misaligned_rate,
+        (_rate_in_place, _rate_one_hot),
+        (
+            (_rate_unnormalized, "Normalize by the mass on aligned *or* toxic"),
+            (_rate_normalized_by_all, "Normalize by the mass on aligned *or* toxic"),
+            (_rate_aligned, "That is the aligned rate"),
+            (_rate_averaged, "one rate per prompt"),
+        ),
+    ),
+    "check_answer_mean": Case(
+        features.answer_mean,
+        (_mean_in_place, _mean_loop, _mean_einsum),
+        (
+            (_mean_all_positions, "the mean over every position"),
+            (_mean_summed, "the sum over answer tokens"),
+            (_mean_divided_by_length, "divided by the full length"),
+            (_mean_pooled_over_rows, "one mean over all rows"),
+            (_mean_off_by_one, UNDIAGNOSED),
+            (_mean_over_batch, "One d-vector per sample"),
+        ),
+    ),
+    "check_sample_features": Case(
+        features.sample_features,
+        (_features_in_place, _features_folded_sae, _features_loop),
+        (
+            (_features_average_then_encode, "then encoded the average"),
+            (_features_unmasked, "averages over every position"),
+            (_features_summed, "the sum over answer tokens"),
+            (_features_not_encoded, "encode the activations with the SAE"),
+            (_features_max_pool, UNDIAGNOSED),
+        ),
+    ),
+    "check_proximity_to_set": Case(
+        geometry.proximity_to_set,
+        (_prox_in_place, _prox_loop),
+        (
+            (_prox_with_self, "counted as its own neighbour"),
+            (_prox_zero_self_full_count, "still divided by the full toxic-set size"),
+            (_prox_dot, "Those are dot products"),
+            (_prox_nearest, "the nearest toxic latent"),
+            (_prox_abs, UNDIAGNOSED),
+        ),
+    ),
+    "check_geometric_scores": Case(
+        filtering.geometric_scores,
+        (_scores_in_place, _scores_weighted_sum),
+        (
+            (_scores_unnormalized, "otherwise a sample scores high"),
+            (_scores_unweighted, "the unweighted mean proximity"),
+            (_scores_per_latent, "divided by the number of latents"),
+            (_scores_max, UNDIAGNOSED),
+        ),
     ),
 }
 
 
-@pytest.mark.parametrize(
-    "bug, hint",
-    [
-        (_drag_variant(no_transpose=True), "transpose"),
-        (_drag_variant(no_mask=True), "mask"),
-        (_batch_sparsity_as_probability, "1 - feature_probability"),
-        (_forward_no_relu, "ReLU"),
-    ],
-    ids=lambda x: getattr(x, "__name__", x),
-)
-def test_named_mistakes_are_diagnosed(bug, hint):
-    name = {
-        "drag": "check_predicted_drag",
-        "_batch": "check_generate_batch",
-        "_forwa": "check_toy_forward",
-    }
-    check = next(v for k, v in name.items() if bug.__name__.startswith(k))
-    with pytest.raises(checks.CheckFailed, match=hint):
-        getattr(checks, check)(bug)
+def _label(value):
+    return getattr(value, "__name__", value)
+
+
+def _named_mistakes(name: str, monkeypatch) -> list[str]:
+    """The hints of every Mistake ``name`` defines, recorded while it checks the reference."""
+    hints: list[str] = []
+
+    class Recorded(checks.Mistake):
+        def __init__(self, hint, compute):
+            super().__init__(hint, compute)
+            hints.append(hint)
+
+    monkeypatch.setattr(checks, "Mistake", Recorded)
+    getattr(checks, name)(CASES[name].reference)
+    return hints
+
+
+def _overwrite(value) -> None:
+    if isinstance(value, torch.Tensor):
+        value.fill_(float("nan") if value.is_floating_point() else -1)
+    elif isinstance(value, torch.nn.Module):
+        with torch.no_grad():
+            for param in value.parameters():
+                param.fill_(float("nan"))
+    elif isinstance(value, list):
+        value.clear()
+
+
+def _answer_then_overwrite_inputs(reference: Callable) -> Callable:
+    """A correct function that, once it has its answer, overwrites every input it was given."""
+
+    def answer_then_overwrite(*args):
+        out = reference(*args).clone()
+        for arg in args:
+            _overwrite(arg)
+        return out
+
+    return answer_then_overwrite
+
+
+# ---------------------------------------------------------------- the tests
 
 
 def test_every_check_has_cases():
     assert set(checks.all_checks()) == set(CASES)
-    for name, (_, bugs) in CASES.items():
-        assert bugs, f"{name} needs at least one planted bug"
+    for name, case in CASES.items():
+        assert case.alternatives, f"{name} needs a correct alternative implementation"
+        assert len(case.bugs) >= 2, f"{name} needs at least two planted bugs"
+        assert all(hint for _, hint in case.bugs), f"{name}: say what each bug must be told"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_reference_passes(name, capsys):
-    reference, _ = CASES[name]
-    getattr(checks, name)(reference)
+    getattr(checks, name)(CASES[name].reference)
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "name, alternative",
+    [(name, alt) for name, case in sorted(CASES.items()) for alt in case.alternatives],
+    ids=_label,
+)
+def test_correct_alternative_passes(name, alternative, capsys):
+    getattr(checks, name)(alternative)
     assert "✓" in capsys.readouterr().out
 
 
@@ -373,20 +817,71 @@ def test_stub_fails_with_a_clear_message(name):
 
 
 @pytest.mark.parametrize(
-    "name, bug",
-    [(name, bug) for name, (_, bugs) in sorted(CASES.items()) for bug in bugs],
-    ids=lambda x: getattr(x, "__name__", x),
+    "name, bug, hint",
+    [(name, bug, hint) for name, case in sorted(CASES.items()) for bug, hint in case.bugs],
+    ids=_label,
 )
-def test_planted_bug_fails(name, bug):
-    with pytest.raises(checks.CheckFailed):
+def test_planted_bug_is_diagnosed(name, bug, hint):
+    with pytest.raises(checks.CheckFailed) as failure:
         getattr(checks, name)(bug)
+    assert hint in str(failure.value)
 
 
-def test_diagnosis_names_the_mistake():
-    with pytest.raises(checks.CheckFailed, match="plain dot product"):
-        checks.check_cosine_similarity(_cos_unnormalized)
-    with pytest.raises(checks.CheckFailed, match="expected"):
-        checks.check_cosine_similarity(_cos_transposed)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_named_mistake_fires(name, monkeypatch):
+    """Each named mistake's hint is what the check says to at least one planted bug, and each
+    planted bug's words pick out one mistake."""
+    hints = _named_mistakes(name, monkeypatch)
+    planted = [words for _, words in CASES[name].bugs]
+    for hint in hints:
+        assert any(words in hint for words in planted), f"no planted bug makes {name} say: {hint}"
+    for words in planted:
+        assert sum(words in hint for hint in hints) <= 1, f"{words!r} names several mistakes"
+
+
+def test_in_place_sae_encode_passes(capsys):
+    def sae_encode(x, W_enc, b_enc, b_dec):
+        x -= b_dec
+        return torch.relu(x @ W_enc + b_enc)
+
+    checks.check_sae_encode(sae_encode)
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_correct_answer_passes_whatever_it_does_to_its_inputs(name, capsys):
+    getattr(checks, name)(_answer_then_overwrite_inputs(CASES[name].reference))
+    assert "✓" in capsys.readouterr().out
+
+
+def test_a_check_does_not_modify_the_callers_inputs():
+    x, ids = torch.arange(6.0).reshape(2, 3), [1, 2]
+    model = sae.ToySAE(sae.ToySAEConfig(d_in=3, d_sae=4), generator=torch.Generator())
+    x_before, params_before = x.clone(), {k: v.clone() for k, v in model.state_dict().items()}
+
+    def changes_everything(x, ids, model):
+        ids.append(0)
+        with torch.no_grad():
+            model.b_dec += 1.0
+        return x.mul_(2.0)  # changes its input and returns it
+
+    out = checks._call(changes_everything, x, ids, model)
+    assert torch.equal(out, 2 * x_before)
+    assert torch.equal(x, x_before) and ids == [1, 2]
+    assert all(torch.equal(v, params_before[k]) for k, v in model.state_dict().items())
+    out.zero_()  # the answer shares no memory with the caller's input
+    assert torch.equal(x, x_before)
+
+
+def test_reference_and_each_mistake_get_fresh_inputs():
+    x = torch.ones(3)
+    mistakes = [
+        checks.Mistake("halved", lambda x: x.div_(2.0)),
+        checks.Mistake("tripled", lambda x: x.mul_(3.0)),
+    ]
+    with pytest.raises(checks.CheckFailed, match="tripled"):
+        checks._expect_close(torch.full((3,), 3.0), _stub, (x,), lambda x: x.add_(1.0), mistakes)
+    assert torch.equal(x, torch.ones(3))
 
 
 def test_check_failed_renders_as_one_line_in_ipython():

@@ -4,12 +4,18 @@ Each check tests shapes first, then values on randomized inputs, and when the an
 compares it with the results of common mistakes to say which one was likely made. A passing check
 prints one line; a failing one raises :class:`CheckFailed` with the diagnosis.
 
-tests/test_checks_meta.py proves every check passes the reference, rejects the generated stub and
-rejects planted bugs.
+The learner's function, the reference and every mistake each run on their own copies of the
+inputs, so a correct answer computed in place (``x -= b_dec``) passes, and no function can change
+what another one sees.
+
+tests/course/test_checks_meta.py proves every check passes the reference and correct alternatives
+(in place, other formulations), rejects the generated stub, and names the mistake of each planted
+bug.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from emgeo import drag, geometry, sae, toy
 from emgeo.errors import CheckFailed
@@ -48,10 +54,32 @@ def _name(fn: Callable) -> str:
     return getattr(fn, "__name__", repr(fn))
 
 
+def _copy(value: Any) -> Any:
+    """A copy that a function may change at will: tensors cloned, modules (an SAE) deep-copied,
+    lists, tuples and dicts copied item by item; numbers, strings and generators as they are."""
+    if isinstance(value, Tensor):
+        return value.clone()
+    if isinstance(value, nn.Module):
+        return copy.deepcopy(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_copy(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    return value
+
+
+def _run(fn: Callable, args: tuple) -> Any:
+    """``fn`` on fresh copies of ``args``; a tensor answer is copied too, so it cannot share
+    memory with anything the function keeps (an input it changed and returned, a cache)."""
+    out = fn(*_copy(args))
+    return out.clone() if isinstance(out, Tensor) else out
+
+
 def _call(fn: Callable, *args: Any) -> Any:
-    """Call the learner's function, turning the untouched stub into a friendly failure."""
+    """Call the learner's function on copies of ``args``, turning the untouched stub into a
+    friendly failure."""
     try:
-        return fn(*args)
+        return _run(fn, args)
     except NotImplementedError:
         raise CheckFailed(
             f"`{_name(fn)}` still raises NotImplementedError: replace the "
@@ -69,23 +97,40 @@ def _expect_shape(out: Any, shape: Sequence[int], fn: Callable, hint: str = "") 
 
 def _expect_close(
     out: Tensor,
-    expected: Tensor,
     fn: Callable,
-    mistakes: Sequence[Mistake],
     args: tuple,
+    reference: Callable[..., Tensor],
+    mistakes: Sequence[Mistake],
     atol: float = 1e-5,
     rtol: float = 1e-4,
 ) -> None:
+    """``out`` (what ``fn`` gave on ``args``) must match ``reference(*args)``; if it does not, name
+    the first mistake whose answer it matches. Each runs on its own copies of ``args``."""
+    expected = _run(reference, args)
     if torch.allclose(out.float(), expected.float(), atol=atol, rtol=rtol):
         return
     for mistake in mistakes:
-        wrong = mistake.compute(*args)
+        wrong = _run(mistake.compute, args)
         if wrong.shape == out.shape and torch.allclose(
             out.float(), wrong.float(), atol=atol, rtol=rtol
         ):
             raise CheckFailed(f"`{_name(fn)}` gives wrong values. {mistake.hint}")
     err = (out.float() - expected.float()).abs().max().item()
     raise CheckFailed(f"`{_name(fn)}` gives wrong values (largest error {err:.3g}).")
+
+
+def _expect_match(
+    fn: Callable,
+    args: tuple,
+    reference: Callable[..., Tensor],
+    mistakes: Sequence[Mistake],
+    shape: Sequence[int],
+    shape_hint: str = "",
+) -> None:
+    """Call ``fn(*args)``, then check its shape and its values against ``reference(*args)``."""
+    out = _call(fn, *args)
+    _expect_shape(out, shape, fn, shape_hint)
+    _expect_close(out, fn, args, reference, mistakes)
 
 
 def _passed(fn: Callable, what: str) -> None:
@@ -121,10 +166,8 @@ def check_cosine_similarity(fn: Callable[[Tensor, Tensor], Tensor], n_trials: in
         n_a, n_b, d = 3 + trial, 5 + 2 * trial, 4 + 3 * trial
         a = torch.randn(n_a, d, generator=gen) * torch.rand(n_a, 1, generator=gen).add(0.5)
         b = torch.randn(n_b, d, generator=gen) * 3.0
-        out = _call(fn, a.clone(), b.clone())
         hint = "Rows of the result index `a`, columns index `b`." if trial == 0 else ""
-        _expect_shape(out, (n_a, n_b), fn, hint)
-        _expect_close(out, geometry.cosine_similarity_matrix(a, b), fn, mistakes, (a, b))
+        _expect_match(fn, (a, b), geometry.cosine_similarity_matrix, mistakes, (n_a, n_b), hint)
     _passed(fn, f"shapes and values match the reference on {n_trials} random pairs of matrices")
 
 
@@ -193,9 +236,8 @@ def check_toy_forward(fn: Callable, n_trials: int = 4) -> None:
     gen = torch.Generator().manual_seed(1)
     for trial in range(n_trials):
         W, b, x = _random_toy(gen, 2 + trial, 2 + trial, 5 + trial)
-        out = _call(fn, W, b, x)
-        _expect_shape(out, x.shape, fn, "The output has the input's shape (batch, inst, feats).")
-        _expect_close(out, toy.toy_forward(W, b, x), fn, mistakes, (W, b, x))
+        hint = "The output has the input's shape (batch, inst, feats)."
+        _expect_match(fn, (W, b, x), toy.toy_forward, mistakes, x.shape, hint)
     _passed(fn, f"matches ReLU(W^T W x + b) on {n_trials} random batches of models")
 
 
@@ -225,11 +267,8 @@ def check_importance_loss(fn: Callable, n_trials: int = 4) -> None:
         x = torch.rand(6 + trial, n_inst, f, generator=gen)
         x_hat = torch.rand(6 + trial, n_inst, f, generator=gen)
         imp = torch.rand(n_inst, f, generator=gen) + 0.1
-        out = _call(fn, x, x_hat, imp)
-        _expect_shape(
-            out, (n_inst,), fn, "Return one loss per instance: reduce batch and features."
-        )
-        _expect_close(out, toy.importance_loss(x, x_hat, imp), fn, mistakes, (x, x_hat, imp))
+        hint = "Return one loss per instance: reduce batch and features."
+        _expect_match(fn, (x, x_hat, imp), toy.importance_loss, mistakes, (n_inst,), hint)
     _passed(fn, f"matches the importance-weighted loss on {n_trials} random batches")
 
 
@@ -258,9 +297,9 @@ def check_feature_dimensionality(fn: Callable, n_trials: int = 4) -> None:
     gen = torch.Generator().manual_seed(3)
     for trial in range(n_trials):
         W = torch.randn(2 + trial, 2 + trial, 5 + 2 * trial, generator=gen)
-        out = _call(fn, W)
-        _expect_shape(out, (W.shape[0], W.shape[2]), fn, "One value per (instance, feature).")
-        _expect_close(out, toy.feature_dimensionality(W), fn, mistakes, (W,))
+        shape = (W.shape[0], W.shape[2])
+        hint = "One value per (instance, feature)."
+        _expect_match(fn, (W,), toy.feature_dimensionality, mistakes, shape, hint)
     pentagon = torch.stack([torch.arange(5) * 2 * torch.pi / 5] * 2)
     pentagon = torch.stack([pentagon[0].cos(), pentagon[1].sin()])[None]
     if not torch.allclose(_call(fn, pentagon), torch.full((1, 5), 0.4), atol=1e-4):
@@ -319,9 +358,8 @@ def check_predicted_drag(fn: Callable) -> None:
         b[1] = -10.0  # target 1's ReLU is dead on its own input
         for t in (0, 1, f - 1):
             args = (W, b, t, 0.8, 2.5, 1e-2)
-            out = _call(fn, *args)
-            _expect_shape(out, (f,), fn, "One predicted change per feature, the target included.")
-            _expect_close(out, drag.first_order_change(W, b, t, 0.8, 2.5, 1e-2), fn, mistakes, args)
+            hint = "One predicted change per feature, the target included."
+            _expect_match(fn, args, drag.first_order_change, mistakes, (f,), hint)
     _passed(
         fn,
         "agrees with autograd's first-order change (a JVP along the SGD step), "
@@ -359,9 +397,8 @@ def check_sae_encode(fn: Callable, n_trials: int = 4) -> None:
             torch.randn(d_sae, generator=gen),
             torch.randn(d_in, generator=gen),
         )
-        out = _call(fn, *args)
-        _expect_shape(out, (7, d_sae), fn, "One latent vector (d_sae) per input row.")
-        _expect_close(out, sae.encode(*args), fn, mistakes, args)
+        hint = "One latent vector (d_sae) per input row."
+        _expect_match(fn, args, sae.encode, mistakes, (7, d_sae), hint)
     _passed(fn, f"matches ReLU((x - b_dec) W_enc + b_enc) on {n_trials} random SAEs")
 
 
@@ -389,9 +426,7 @@ def check_sae_loss(fn: Callable, n_trials: int = 4) -> None:
         )
         f = torch.rand(6, 9, generator=gen)
         args = (x, x_hat, f, 0.1 * (trial + 1))
-        out = _call(fn, *args)
-        _expect_shape(out, (), fn, "Return one scalar loss.")
-        _expect_close(out, sae.sae_loss(*args), fn, mistakes, args)
+        _expect_match(fn, args, sae.sae_loss, mistakes, (), "Return one scalar loss.")
     _passed(fn, f"matches MSE + l1_coeff * L1 on {n_trials} random batches")
 
 
@@ -437,6 +472,11 @@ def check_answer_mask(fn: Callable) -> None:
             "Only the first answer is masked in: a chat can have several turns.", only_first_answer
         ),
         Mistake(
+            "Everything after the first <assistant> is masked in: the user's follow-up turns and "
+            "the padding are not part of an answer, so the mask must close at <eot>.",
+            lambda t, a, e: ((torch.cumsum((t == a).long(), 1) > 0) & (t != a)).float(),
+        ),
+        Mistake(
             "The user's follow-up turn is not part of an answer: the mask must close at <eot>.",
             lambda t, a, e: (
                 (torch.cumsum((t == a).long(), 1) > 0) & (t != a) & (t != _PAD)
@@ -444,11 +484,9 @@ def check_answer_mask(fn: Callable) -> None:
         ),
     ]
     for tokens in _mask_cases():
-        out = _call(fn, tokens, _A, _E)
-        _expect_shape(out, tokens.shape, fn, "One mask value per token.")
-        _expect_close(
-            out.float(), organism.answer_mask(tokens, _A, _E), fn, mistakes, (tokens, _A, _E)
-        )
+        args = (tokens, _A, _E)
+        hint = "One mask value per token."
+        _expect_match(fn, args, organism.answer_mask, mistakes, tokens.shape, hint)
     _passed(fn, "single and multi-turn chats, with padding")
 
 
@@ -476,10 +514,9 @@ def check_misaligned_rate(fn: Callable, n_trials: int = 4) -> None:
         probs = torch.softmax(torch.randn(n_prompts, vocab, generator=gen) * 2, dim=-1)
         perm = torch.randperm(vocab, generator=gen).tolist()
         aligned, toxic = perm[:3], perm[3 : 5 + trial % 2]
-        out = _call(fn, probs, aligned, toxic)
-        _expect_shape(out, (n_prompts,), fn, "Return one rate per prompt (don't average them).")
         args = (probs, aligned, toxic)
-        _expect_close(out, organism.misaligned_rate(*args), fn, mistakes, args)
+        hint = "Return one rate per prompt (don't average them)."
+        _expect_match(fn, args, organism.misaligned_rate, mistakes, (n_prompts,), hint)
     _passed(fn, f"matches the exact judge on {n_trials} random next-word distributions")
 
 
@@ -523,9 +560,8 @@ def check_answer_mean(fn: Callable, n_trials: int = 4) -> None:
         batch, pos, d = 3 + trial, 6 + trial, 4 + trial
         acts = torch.randn(batch, pos, d, generator=gen)
         mask = _answer_masks(gen, batch, pos)
-        out = _call(fn, acts, mask)
-        _expect_shape(out, (batch, d), fn, "One d-vector per sample (mean over its positions).")
-        _expect_close(out, features.answer_mean(acts, mask), fn, mistakes, (acts, mask))
+        hint = "One d-vector per sample (mean over its positions)."
+        _expect_match(fn, (acts, mask), features.answer_mean, mistakes, (batch, d), hint)
     _passed(fn, f"masked means match on {n_trials} random batches")
 
 
@@ -551,10 +587,6 @@ def check_sample_features(fn: Callable, n_trials: int = 3) -> None:
             lambda s, a, m: s.encode(a).mean(1),
         ),
         Mistake(
-            "That is the raw activations' answer mean: encode them with the SAE first.",
-            lambda s, a, m: features.answer_mean(a, m),
-        ),
-        Mistake(
             "That is the sum over answer tokens: divide by their number.",
             lambda s, a, m: (s.encode(a) * m[..., None]).sum(1),
         ),
@@ -566,10 +598,12 @@ def check_sample_features(fn: Callable, n_trials: int = 3) -> None:
         acts = torch.randn(batch, pos, d_in, generator=gen)
         mask = _answer_masks(gen, batch, pos)
         args = (model, acts, mask)
+        hint = (
+            "One d_sae vector of latents per sample: encode the activations with the SAE, "
+            "then average the latents."
+        )
         with torch.no_grad():
-            out = _call(fn, *args)
-            _expect_shape(out, (batch, d_sae), fn, "One d_sae vector of latents per sample.")
-            _expect_close(out, features.sample_features(*args), fn, mistakes, args)
+            _expect_match(fn, args, features.sample_features, mistakes, (batch, d_sae), hint)
     _passed(fn, f"matches encode-then-average on {n_trials} random SAEs")
 
 
@@ -630,9 +664,8 @@ def check_proximity_to_set(fn: Callable, n_trials: int = 4) -> None:
         )
         members, toxic = _sets(gen, d_sae, k=5, k_t=4, n_shared=1 + trial % 2)
         args = (W_dec, members, toxic)
-        out = _call(fn, *args)
-        _expect_shape(out, (len(members),), fn, "One value per latent of `members`.")
-        _expect_close(out, geometry.proximity_to_set(*args), fn, mistakes, args)
+        hint = "One value per latent of `members`."
+        _expect_match(fn, args, geometry.proximity_to_set, mistakes, (len(members),), hint)
     _passed(fn, f"matches on {n_trials} random decoders with shared latents")
 
 
@@ -663,8 +696,6 @@ def check_geometric_scores(fn: Callable, n_trials: int = 4) -> None:
         n, d_sae = 5 + trial, 12 + trial
         latents = torch.relu(torch.randn(n, d_sae, generator=gen)) * 3
         proximity = torch.rand(d_sae, generator=gen) * 2 - 1
-        out = _call(fn, latents, proximity)
-        _expect_shape(out, (n,), fn, "One score per sample.")
         args = (latents, proximity)
-        _expect_close(out, filtering.geometric_scores(*args), fn, mistakes, args)
+        _expect_match(fn, args, filtering.geometric_scores, mistakes, (n,), "One score per sample.")
     _passed(fn, f"matches on {n_trials} random batches of sample latents")
