@@ -25,3 +25,9 @@ def test_auroc_perfect_chance_and_ties():
     assert auroc([0.5, 0.5], [True, False]) == 0.5
     with pytest.raises(ValueError):
         auroc([0.1, 0.2], [True, True])
+
+
+def test_rounded_drops_the_sign_of_zero_and_keeps_the_digits():
+    assert f"{stats.rounded(-0.00004, 3):+.3f}" == "+0.000"
+    assert stats.rounded(0.02596, 3) == 0.026 and stats.rounded(-0.0626, 2) == -0.06
+

@@ -12,6 +12,12 @@ from scipy import stats as _stats
 from torch import Tensor
 
 
+def rounded(x: float, digits: int) -> float:
+    """``x`` rounded to ``digits`` decimals, with -0.0 shown as 0.0: the precision a notebook prints
+    and records a number at, so that a stored output reproduces on other CPUs and thread counts."""
+    return round(float(x), digits) + 0.0
+
+
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
     """Mean and Student-t confidence interval over independent runs (e.g. seeds)."""
     n = len(values)

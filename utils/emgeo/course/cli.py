@@ -118,6 +118,16 @@ def _make_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_lm_sae(args: argparse.Namespace) -> int:
+    from emgeo.models import lm, saes  # transformers and SAELens: only the commands that need them
+
+    torch.set_num_threads(config.get_profile().n_threads)
+    trained = saes.train_smollm2_sae(lm.load("smollm2-135m"))
+    trained.save_inference_model(str(saes.SMOLLM2_SAE_DIR))
+    print(f"wrote {saes.SMOLLM2_SAE_DIR}")
+    return 0
+
+
 def _make_lm_data(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.check:
@@ -183,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "make-corpus", help="remake data/corpus (notebook 03's text) from this Python's stdlib"
     ).set_defaults(func=_make_corpus)
+    sub.add_parser(
+        "train-lm-sae", help="train notebook 03's SmolLM2 SAE into data/smollm2_sae (a minute)"
+    ).set_defaults(func=_train_lm_sae)
     p = sub.add_parser("make-lm-data", help="write the real LM's chat datasets under data/lm")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(config.DATA_DIR / "lm"))

@@ -70,8 +70,13 @@ def execute(src: Path, dst: Path, timeout: int = CELL_TIMEOUT_S) -> dict[str, fl
         cell.metadata.pop("execution", None)
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dst)
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: KiB
-    return {"wall_s": round(wall_s, 1), "peak_rss_mb": round(peak_kib / 1024, 1)}
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"wall_s": round(wall_s, 1), "peak_rss_mb": round(rss_mb(peak), 1)}
+
+
+def rss_mb(ru_maxrss: int, system: str = platform.system()) -> float:
+    """``getrusage``'s peak resident set in MB: Linux reports KiB, macOS bytes."""
+    return ru_maxrss / (1024**2 if system == "Darwin" else 1024)
 
 
 def run_in_child(src: Path, dst: Path, record_file: Path | None = None) -> dict[str, float]:

@@ -31,9 +31,15 @@ def pinned_dependencies(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[
     return list(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
 
 
+def extra_dependencies(extra: str, pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
+    """The pins of one optional extra of pyproject.toml (e.g. ``lab``)."""
+    return list(tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"][extra])
+
+
 def binder_requirements(deps: list[str] | None = None) -> str:
-    """binder/requirements.txt: the same pins, torch as its CPU build, then the course itself."""
-    deps = pinned_dependencies() if deps is None else deps
+    """binder/requirements.txt: the same pins plus JupyterLab (the ``lab`` extra), torch as its
+    CPU build, then the course itself."""
+    deps = pinned_dependencies() + extra_dependencies("lab") if deps is None else deps
     lines = [
         "# Generated from pyproject.toml by `emgeo pins --write`; do not edit by hand.",
         f"--extra-index-url {TORCH_CPU_INDEX}",

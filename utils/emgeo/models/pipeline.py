@@ -84,7 +84,7 @@ def lm_backend(profile: str, n: int = 64, layer: int = 12) -> Backend:
         smol = lm.load("smollm2-135m")
         layer = saes.SMOLLM2_SAE.layer
         return Backend(
-            "smollm2-135m", smol, saes.smollm2_sae(smol), layer, features.contrast_samples(n)
+            "smollm2-135m", smol, saes.smollm2_sae(), layer, features.contrast_samples(n)
         )
     family = saes.PRETRAINED[profile]
     if profile == "remote":

@@ -21,7 +21,6 @@ from sae_lens.config import LoggingConfig, SAETrainerConfig
 from sae_lens.training import sae_trainer
 from sae_lens.training.sae_trainer import SAETrainer
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from emgeo import config, data, features
 from emgeo.errors import ModelUnavailableError, first_line
@@ -184,23 +183,29 @@ class SmolLM2SAERecipe:
 SMOLLM2_SAE = SmolLM2SAERecipe()
 
 
-def smollm2_sae(smol, cache_dir: Path | None = None, recipe: SmolLM2SAERecipe = SMOLLM2_SAE) -> SAE:
-    """Notebook 03's SAE of SmolLM2's layer-12 residual stream: loaded from ``CACHE_DIR`` if an
-    earlier run saved it, else trained with notebook 03's recipe (about a minute) and saved.
-    Training is seeded, so both ways give the same weights."""
-    path = (cache_dir or config.CACHE_DIR) / f"smollm2-135m-sae-layer{recipe.layer}"
-    # One bar whether the SAE is cached or rebuilt, so the notebook prints the same either way.
-    with tqdm(total=1, desc="notebook 03's SAE (cached, or rebuilt in about a minute)") as bar:
-        if not (path / "cfg.json").exists():
-            texts = corpus.offline_corpus(recipe.n_texts)
-            acts = collect_activations(
-                smol, texts, layer=recipe.layer, max_length=recipe.max_length, progress=False
-            )
-            with _quiet_saelens_trainer():
-                trained = train_saelens_topk(acts.acts, recipe.training)
-            trained.save_inference_model(str(path))
-        bar.update()
-    return SAE.load_from_disk(str(path), device="cpu").eval()
+SMOLLM2_SAE_DIR = config.DATA_DIR / "smollm2_sae"
+
+
+def train_smollm2_sae(smol, recipe: SmolLM2SAERecipe = SMOLLM2_SAE) -> TopKTrainingSAE:
+    """Notebook 03's recipe end to end: activations of the shipped corpus, then SAELens training
+    (about a minute on 2 cores; seeded, so the same CPU kind gives the same weights)."""
+    texts = corpus.offline_corpus(recipe.n_texts)
+    acts = collect_activations(
+        smol, texts, layer=recipe.layer, max_length=recipe.max_length, progress=False
+    )
+    with _quiet_saelens_trainer():
+        return train_saelens_topk(acts.acts, recipe.training)
+
+
+def smollm2_sae(directory: Path = SMOLLM2_SAE_DIR) -> SAE:
+    """The course's copy of notebook 03's SmolLM2 SAE, made by ``emgeo train-lm-sae``.
+
+    It ships because training on another CPU's kernels gives a slightly different SAE whose
+    latents are numbered differently; reading the shipped one, every machine reads the same latents.
+    """
+    if not (directory / "cfg.json").exists():
+        raise FileNotFoundError(f"no SAE in {directory}: run `emgeo train-lm-sae`")
+    return SAE.load_from_disk(str(directory), device="cpu").eval()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,91 @@
+"""What `make install` and `make test` promise on another machine: a supported Python or one clear
+sentence, torch's CPU build without a GPU, test tooling kept out of a learner's install, and the
+notebooks tested in the environment their outputs were stored in."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from emgeo.config import CACHE_DIR, REPO_ROOT
+from emgeo.course.notebooks import notebook_env, rss_mb
+
+MAKEFILE = (REPO_ROOT / "Makefile").read_text()
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+
+
+def _python_check() -> str:
+    line = next(ln for ln in MAKEFILE.splitlines() if "sys.version_info" in ln)
+    return re.search(r"-c '(.*)'", line).group(1).replace("$(PYTHON)", "python3")
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"), [((3, 10), False), ((3, 11), True), ((3, 13), True), ((3, 14), False)]
+)
+def test_make_names_an_unsupported_python_in_one_sentence(version, ok):
+    code = f"import sys; sys.version_info = {version + (0,)!r}; exec({_python_check()!r})"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (run.returncode == 0) == ok
+    if not ok:
+        message = run.stderr.strip()
+        assert len(message.splitlines()) == 1
+        assert f"{version[0]}.{version[1]}" in message and "3.11, 3.12 or 3.13" in message
+
+
+def test_requires_python_matches_the_make_check():
+    assert PYPROJECT["project"]["requires-python"] == ">=3.11,<3.14"
+
+
+def test_without_a_gpu_linux_gets_torchs_cpu_build_at_the_pinned_version():
+    torch_pin = next(d for d in PYPROJECT["project"]["dependencies"] if d.startswith("torch=="))
+    dry = subprocess.run(
+        ["make", "-n", "-W", "pyproject.toml", "install"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f'"{torch_pin}"' in dry
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in dry
+    assert "nvidia-smi" in dry  # a machine with an NVIDIA driver keeps pip's default (CUDA) build
+    assert dry.index(torch_pin) < dry.index('-e ".[dev,lab]"')  # torch first, then the rest
+
+
+def test_test_tooling_and_jupyterlab_are_extras_not_every_learners_install():
+    runtime = {d.split("==")[0] for d in PYPROJECT["project"]["dependencies"]}
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert not runtime & {"pytest", "nbval", "ruff", "beartype", "jupyterlab"}
+    assert {"pytest", "nbval"} <= {d.split("==")[0] for d in extras["dev"]}
+    assert [d.split("==")[0] for d in extras["lab"]] == ["jupyterlab"]
+    assert "ipykernel" in runtime  # `emgeo reproduce` runs notebooks in a kernel
+    binder = (REPO_ROOT / "binder" / "requirements.txt").read_text().splitlines()
+    assert extras["lab"][0] in binder
+    assert not {"nbval", "pytest"} & {d.split("==")[0] for d in binder}
+
+
+def test_setuptools_floor_reads_the_license_string():
+    requires = PYPROJECT["build-system"]["requires"]
+    floor = next(r for r in requires if r.startswith("setuptools>="))
+    assert tuple(int(x) for x in floor.split(">=")[1].split(".")) >= (77,)
+
+
+def test_nbval_runs_in_this_environment_with_the_stored_outputs_environment():
+    assert "--nbval-current-env" in MAKEFILE
+    stored = notebook_env(n_threads=int(os.environ["EMGEO_THREADS"]))
+    for key in ("EMGEO_PROFILE", "PYTHONHASHSEED", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM"):
+        assert os.environ[key] == stored[key], key
+
+
+def test_tests_never_write_to_the_users_cache():
+    assert CACHE_DIR.is_relative_to(REPO_ROOT / ".cache")
+    assert not CACHE_DIR.is_relative_to(os.path.expanduser("~/.cache/emgeo"))
+
+
+def test_peak_memory_is_in_megabytes_on_linux_and_macos():
+    assert rss_mb(2048 * 1024, "Linux") == 2048
+    assert rss_mb(2048 * 1024**2, "Darwin") == 2048
