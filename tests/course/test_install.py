@@ -53,7 +53,7 @@ def test_without_a_gpu_linux_gets_torchs_cpu_build_at_the_pinned_version():
     assert f'"{torch_pin}"' in dry
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in dry
     assert "nvidia-smi" in dry  # a machine with an NVIDIA driver keeps pip's default (CUDA) build
-    assert dry.index(torch_pin) < dry.index('-e ".[dev,lab]"')  # torch first, then the rest
+    assert dry.index(torch_pin) < dry.index('-e ".[dev,lab,site]"')  # torch first, then the rest
 
 
 def test_test_tooling_and_jupyterlab_are_extras_not_every_learners_install():

@@ -21,6 +21,7 @@ from pathlib import Path
 import nbformat
 
 from emgeo.config import COURSE_DIR, SOLUTIONS_DIR
+from emgeo.course.grade import add_nbgrader_metadata
 from emgeo.errors import BuildError
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
@@ -69,6 +70,7 @@ def course_notebook(nb: nbformat.NotebookNode, where: str = "<notebook>") -> nbf
         cells.append(cell)
     nb.cells = cells
     nb.metadata.pop("widgets", None)
+    add_nbgrader_metadata(nb)  # grade ids, points, locked check cells for nbgrader users
     return nb
 
 

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emgeo import chats, config, data
-from emgeo.course import pins
+from emgeo.course import grade, pins, site
 from emgeo.course.build import build_course
 from emgeo.course.notebooks import execute_in_place, reproduce
 from emgeo.errors import ProfileError
@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(config.DATA_DIR / "organism"))
     p.set_defaults(func=_train_organism)
+    grade.add_subcommand(sub)  # emgeo grade SUBMISSIONS; emgeo nbgrader-source DIR
+    site.add_subcommand(sub)  # emgeo site
     args = parser.parse_args(argv)
     try:
         return args.func(args)
