@@ -148,7 +148,7 @@ def test_a_file_that_is_not_json_gets_a_row(tmp_path):
     path = tmp_path / "erin" / "00_orientation.ipynb"
     path.parent.mkdir()
     path.write_text("{ not json")
-    row = grade.grade_notebook(path, tmp_path, grade.course_exercises(), timeout_s=5)
+    row = grade.grade_notebook(path, tmp_path, grade.course_exercises(), timeout_s=5.0)
     assert (row.student, row.status, row.score, row.max_score) == ("erin", grade.MALFORMED, 0, 1)
     assert "not a valid notebook" in row.reason
     assert row.results[0].status == grade.NOT_RUN
@@ -157,7 +157,7 @@ def test_a_file_that_is_not_json_gets_a_row(tmp_path):
 def test_a_notebook_of_no_course_gets_a_row(tmp_path):
     path = tmp_path / "homework.ipynb"
     nbformat.write(_tiny("print('hi')"), path)
-    row = grade.grade_notebook(path, tmp_path, grade.course_exercises(), timeout_s=5)
+    row = grade.grade_notebook(path, tmp_path, grade.course_exercises(), timeout_s=5.0)
     assert row.status == grade.UNKNOWN and "00_orientation.ipynb" in row.reason
 
 
@@ -195,7 +195,7 @@ def test_the_kernel_has_no_network(tmp_path, monkeypatch):
             "print(os.environ.get('HF_HUB_OFFLINE'), 'NDIF_API_KEY' in os.environ)\n"
             f"socket.create_connection(('127.0.0.1', {port}), timeout=3)"
         )
-        run = grade.run_notebook(nb, tmp_path, timeout_s=60)
+        run = grade.run_notebook(nb, tmp_path, timeout_s=60.0)
     assert run.status == grade.RAN
     outputs = nb.cells[0].outputs
     assert outputs[0]["text"].strip() == "1 False"
@@ -205,7 +205,7 @@ def test_the_kernel_has_no_network(tmp_path, monkeypatch):
 def test_a_kernel_that_dies_gets_a_row(tmp_path):
     path = tmp_path / "fay_00_orientation.ipynb"
     nbformat.write(_tiny("import os\nos._exit(1)"), path)
-    row = grade.grade_notebook(path, tmp_path, grade.course_exercises(), timeout_s=60)
+    row = grade.grade_notebook(path, tmp_path, grade.course_exercises(), timeout_s=60.0)
     assert row.status == grade.KERNEL_DIED and (row.score, row.max_score) == (0, 1)
     assert "not reached" in row.results[0].message
 
@@ -225,7 +225,7 @@ def test_grading_five_submissions(tmp_path):
     (root / "erin").mkdir()
     (root / "erin" / "00_orientation.ipynb").write_text("this is not { json")
 
-    rows = {s.student: s for s in grade.grade(root, timeout_s=40)}
+    rows = {s.student: s for s in grade.grade(root, timeout_s=40.0)}
     assert sorted(rows) == ["alice", "bob", "carol", "dan", "erin"]
     got = {name: (s.status, s.score, s.max_score) for name, s in rows.items()}
     assert got == {

@@ -38,7 +38,7 @@ from traitlets.config import Config
 from emgeo.config import SOLUTIONS_DIR
 from emgeo.course.notebooks import notebook_env
 
-DEFAULT_TIMEOUT_S = 600
+DEFAULT_TIMEOUT_S = 600.0
 STARTUP_TIMEOUT_S = 120
 MESSAGE_CHARS = 400
 POINTS_PER_CHECK = 1
