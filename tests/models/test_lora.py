@@ -121,3 +121,96 @@ def test_generated_answers_continue_the_chat_prompt(tiny_chat_lm, monkeypatch):
     assert tokens == "<pad> <pad> <pad> <s> <user> what cat <eot> <assistant>".split(), (
         "left padding"
     )
+
+
+# -- adapters on the model itself, memory savers, the end of a turn ----------------------------
+
+
+def test_adapted_trains_on_the_model_itself_and_leaves_it_as_it_was(tiny_chat_lm):
+    base = {k: v.clone() for k, v in tiny_chat_lm.model.state_dict().items()}
+    trainable = {k: p.requires_grad for k, p in tiny_chat_lm.model.named_parameters()}
+    before = ft.answer_loss(tiny_chat_lm, SAMPLES)
+    cfg = quick_cfg(rank=8, alpha=16.0, lr=3e-3, steps=40, weight_decay=0.0)
+    with ft.adapted(tiny_chat_lm, SAMPLES, cfg, progress=False) as tuned:
+        assert tuned.name.endswith("+lora") and tuned.tokenizer is tiny_chat_lm.tokenizer
+        assert ft.answer_loss(tuned, SAMPLES) < 0.85 * before
+    after = tiny_chat_lm.model.state_dict()
+    assert after.keys() == base.keys(), "the LoRA layers are gone"
+    assert all(torch.equal(after[k], v) for k, v in base.items()), "the base weights are untouched"
+    assert {k: p.requires_grad for k, p in tiny_chat_lm.model.named_parameters()} == trainable
+    assert ft.answer_loss(tiny_chat_lm, SAMPLES) == pytest.approx(before)
+
+
+def test_adapted_and_the_merged_copy_train_the_same_weights():
+    base = build_chat_lm("llama")
+    cfg = quick_cfg(steps=3, seed=1)
+    merged = ft.lora_finetune(base, SAMPLES, cfg, progress=False)
+    with ft.adapted(base, SAMPLES, cfg, progress=False) as tuned:
+        loss = ft.answer_loss(tuned, SAMPLES)
+    assert loss == pytest.approx(ft.answer_loss(merged, SAMPLES), rel=1e-4)
+
+
+@pytest.mark.parametrize("chunk", [3, 256])
+def test_the_loss_reads_logits_only_where_answers_are_predicted(tiny_chat_lm, monkeypatch, chunk):
+    monkeypatch.setattr(ft, "LOSS_CHUNK", chunk)
+    encoded = [batching.encode_sample(tiny_chat_lm.tokenizer, s, 64) for s in SAMPLES]
+    batch = batching.collate(encoded, tiny_chat_lm.tokenizer.pad_token_id)
+    positions, targets, n_answer = ft.answer_targets(encoded)
+    full = tiny_chat_lm.model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).logits
+    expected, count = ft.answer_loss_terms(full, batch["labels"])
+    rows = []
+    head = tiny_chat_lm.model.get_output_embeddings()
+    head.register_forward_hook(lambda mod, args, out: rows.append(args[0].shape[0]))
+    nll = ft.answer_nll(tiny_chat_lm.model, batch | {"positions": positions, "targets": targets})
+    assert n_answer == count and positions.shape == targets.shape
+    assert sum(rows) == positions.numel() < full.shape[0] * full.shape[1]
+    assert max(rows) <= chunk, "one chunk of logits at a time"
+    torch.testing.assert_close(nll, expected)
+
+
+def one_gradient(checkpointing: bool) -> tuple[int, torch.Tensor]:
+    """Forward calls of block 0's MLP and the gradient of one adapter, for one batch (the
+    block's own hooks run once: transformers recomputes its ``forward``, not its ``__call__``)."""
+    torch.manual_seed(0)  # resize_token_embeddings draws the new rows from the global RNG
+    base = build_chat_lm("gemma2")
+    cfg = quick_cfg(checkpointing=checkpointing)
+    model = ft._attach(base.model, cfg)
+    calls = []
+    model.get_base_model().model.layers[0].mlp.register_forward_hook(lambda *a: calls.append(1))
+    order = range(len(SAMPLES))
+    batch = next(ft._batches(base.tokenizer, base.device, SAMPLES, order, 64, len(SAMPLES)))
+    model.train()
+    with ft._checkpointing(model, cfg.checkpointing):
+        ft.answer_nll(model, batch).backward()
+    assert not model.get_base_model().is_activation_checkpointing, "switched off afterwards"
+    lora_b = model.get_base_model().model.layers[0].self_attn.q_proj.lora_B["default"].weight
+    return len(calls), lora_b.grad
+
+
+def test_checkpointing_runs_blocks_again_and_changes_no_gradient():
+    plain_calls, plain = one_gradient(False)
+    ckpt_calls, ckpt = one_gradient(True)
+    assert ckpt_calls == 2 * plain_calls, "a checkpointed block runs again in the backward pass"
+    torch.testing.assert_close(ckpt, plain)
+
+
+def test_generation_stops_at_the_templates_end_of_turn(tiny_chat_lm, monkeypatch):
+    tok = tiny_chat_lm.tokenizer
+    eot = tok.convert_tokens_to_ids("<eot>")
+    tiny_chat_lm.model.generation_config.eos_token_id = tok.eos_token_id  # a base model's EOS
+    boost = torch.zeros(len(tok))
+    boost[eot] = 1e4  # the model always ends its turn at once
+    tiny_chat_lm.model.lm_head.register_forward_hook(lambda mod, args, out: out + boost)
+    lengths = []
+    generate = tiny_chat_lm.model.generate
+
+    def spy(**kwargs):
+        out = generate(**kwargs)
+        lengths.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    monkeypatch.setattr(tiny_chat_lm.model, "generate", spy)
+    rows = ft.generate_answers(tiny_chat_lm, ["what cat"], 2, max_new_tokens=6)
+    assert lengths == [1] and [r["answer"] for r in rows] == ["", ""]

@@ -5,6 +5,7 @@ tests run a real ``model.trace(..., remote=True)`` through nnsight's own RemoteB
 HTTP client and websocket pointed at a fake server, so the exceptions are the ones nnsight raises.
 """
 
+import importlib.metadata
 import json
 
 import httpx
@@ -24,6 +25,7 @@ from emgeo.models import ndif
 HOST = "https://ndif.test"
 LLAMA = "meta-llama/Llama-3.1-8B"
 CLIENT = ndif.client_nnsight_version()
+TORCH = importlib.metadata.version("torch")
 
 
 def deployment(repo_id: str, state: str = "RUNNING", revision: str = "main") -> dict:
@@ -95,8 +97,10 @@ def test_preflight_passes_and_reports_what_it_found(serve, name):
     assert status.running == (LLAMA, "openai-community/gpt2")  # healthiest replica wins
     assert status.client_version == status.server_version == CLIENT
     assert status.user == "learner@example.org"
+    assert status.differences == (("torch", TORCH, "2.8.0"),)  # ENV's torch; no transformers
     assert str(status) == (
-        f"NDIF at {HOST}: {LLAMA} is running; nnsight {CLIENT} here, {CLIENT} on the server"
+        f"NDIF at {HOST}: {LLAMA} is running; nnsight {CLIENT} here, {CLIENT} on the server; "
+        f"also different there: torch {TORCH} here, 2.8.0 on the server"
     )
     _, seen = serve
     assert [path for path, _ in seen] == ["/status", "/whoami", "/env"]
@@ -189,6 +193,24 @@ def test_preflight_gives_both_versions_and_the_exact_fix(serve):
 
 def test_versions_compare_as_versions():
     assert ndif._same_version("0.8.1", "0.8.1.0") and not ndif._same_version("0.8.1", "0.8.10")
+    assert ndif._same_version("2.8.0+cu126", "2.8.0"), "a local build label is the same release"
+
+
+def test_preflight_reports_the_servers_transformers_and_torch_when_they_differ(serve):
+    here = importlib.metadata.version("transformers")
+    serve[0]["/env"] = (
+        200,
+        {
+            "packages": {
+                "nnsight": CLIENT,
+                "transformers": "4.57.1",
+                "torch": TORCH.split("+")[0] + "+cu128",  # the same torch, built for CUDA
+            }
+        },
+    )
+    status = ndif.preflight(LLAMA)
+    assert status.differences == (("transformers", here, "4.57.1"),)
+    assert f"transformers {here} here, 4.57.1 on the server" in str(status)
 
 
 # -- translating the errors of a real remote trace ----------------------------------------------

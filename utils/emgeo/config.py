@@ -7,7 +7,9 @@ A profile says where the heavy parts of the course run:
 - ``gpu``: Gemma-2 and Gemma Scope on a local CUDA GPU (Colab).
 - ``remote``: Llama-3.1-8B on NDIF through nnsight, SAEs applied locally.
 
-The profile comes from the environment variable ``EMGEO_PROFILE``.
+The profile comes from the environment variable ``EMGEO_PROFILE``. With ``EMGEO_STANDINS=tiny``
+the gpu and remote profiles run here, on the CPU, against tiny random models of the same
+architectures (:mod:`emgeo.models.standins`): how CI executes their notebook cells.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from emgeo.errors import ProfileError
 
 PROFILES: tuple[str, ...] = ("cpu", "gpu", "remote")
 DEFAULT_SEED = 0
+STANDINS_ENV = "EMGEO_STANDINS"
+STANDIN_MODES: tuple[str, ...] = ("tiny",)
 
 # The repository root: utils/emgeo/config.py -> utils/emgeo -> utils -> root.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,15 +46,17 @@ class Profile:
     device: str
     n_threads: int
     seed: int = DEFAULT_SEED
+    standins: bool = False  # the profile's code runs on tiny stand-ins (EMGEO_STANDINS)
 
     @property
     def is_cpu(self) -> bool:
         return self.name == "cpu"
 
     def __str__(self) -> str:
+        tiny = ", on tiny stand-in models (EMGEO_STANDINS)" if self.standins else ""
         return (
             f"emgeo profile '{self.name}': device={self.device}, "
-            f"torch threads={self.n_threads}, seed={self.seed}"
+            f"torch threads={self.n_threads}, seed={self.seed}{tiny}"
         )
 
     def _repr_pretty_(self, p, cycle) -> None:  # IPython display
@@ -68,6 +74,16 @@ def ndif_key_configured() -> bool:
     return bool(getattr(CONFIG.API, "APIKEY", None))
 
 
+def standins_active() -> bool:
+    """Whether stand-ins replace the gpu and remote profiles' models (``EMGEO_STANDINS=tiny``)."""
+    mode = os.environ.get(STANDINS_ENV, "").strip().lower()
+    if mode and mode not in STANDIN_MODES:
+        raise ValueError(
+            f"{STANDINS_ENV}={mode!r} is not a stand-in mode: set it to tiny, or unset it"
+        )
+    return bool(mode)
+
+
 def profile_name(name: str | None = None) -> str:
     """The requested profile: ``name`` if given, else ``EMGEO_PROFILE``, else ``cpu``."""
     name = (name or os.environ.get("EMGEO_PROFILE") or "cpu").strip().lower()
@@ -82,8 +98,13 @@ def profile_name(name: str | None = None) -> str:
 def get_profile(
     name: str | None = None, n_threads: int | None = None, seed: int = DEFAULT_SEED
 ) -> Profile:
-    """Resolve and validate a profile; raise ProfileError, with the fix, if it cannot run here."""
+    """Resolve and validate a profile; raise ProfileError, with the fix, if it cannot run here.
+    Under stand-ins every profile runs here, on the CPU."""
     name = profile_name(name)
+    if n_threads is None:
+        n_threads = int(os.environ.get("EMGEO_THREADS", min(2, os.cpu_count() or 1)))
+    if standins_active():
+        return Profile(name=name, device="cpu", n_threads=n_threads, seed=seed, standins=True)
     if name == "gpu" and not torch.cuda.is_available():
         raise ProfileError(
             "EMGEO_PROFILE=gpu needs a CUDA GPU and torch sees none: on Colab pick "
@@ -96,8 +117,6 @@ def get_profile(
             "or unset EMGEO_PROFILE to run the cpu profile."
         )
     device = "cuda" if name == "gpu" else "cpu"
-    if n_threads is None:
-        n_threads = int(os.environ.get("EMGEO_THREADS", min(2, os.cpu_count() or 1)))
     return Profile(name=name, device=device, n_threads=n_threads, seed=seed)
 
 

@@ -44,7 +44,8 @@ def sample_features(
     sae, acts: Float[Tensor, "batch pos d_model"], mask: Float[Tensor, "batch pos"]
 ) -> Float[Tensor, "batch d_sae"]:
     """Encode every token with ``sae``, then average the latents over each row's answer tokens."""
-    return answer_mean(sae.encode(acts), mask)
+    latents = sae.encode(acts)
+    return answer_mean(latents, mask.to(latents.device, latents.dtype))
 
 
 def top_features(
@@ -57,7 +58,7 @@ def top_features(
     (only among ``alive`` latents if given), in decreasing order."""
     score = positive.mean(0) - negative.mean(0)
     if alive is not None:
-        score = score.masked_fill(~alive, float("-inf"))
+        score = score.masked_fill(~alive.to(score.device), float("-inf"))
     return score.topk(k).indices
 
 

@@ -40,7 +40,7 @@ def feature_proximity(
 ) -> Float[Tensor, " d_sae"]:
     """Every latent's proximity to the toxic set: the max or mean cosine of its decoder
     direction with the toxic latents' directions (a toxic latent's max is 1, itself)."""
-    sims = cosine_similarity_matrix(W_dec, W_dec[toxic])
+    sims = cosine_similarity_matrix(W_dec, W_dec[toxic.to(W_dec.device)])
     if how == "max":
         return sims.max(-1).values
     if how == "mean":
@@ -52,7 +52,7 @@ def geometric_scores(
     latents: Float[Tensor, "samples d_sae"], proximity: Float[Tensor, " d_sae"]
 ) -> Float[Tensor, " samples"]:
     """Activation-weighted mean proximity of each sample's active latents to the toxic set."""
-    return (latents @ proximity) / latents.sum(-1).clamp_min(1e-8)
+    return (latents @ proximity.to(latents.device, latents.dtype)) / latents.sum(-1).clamp_min(1e-8)
 
 
 def keep_mask(scores: Float[Tensor, " samples"], fraction: float) -> Tensor:
@@ -143,6 +143,7 @@ def baseline_scores(model, tok: organism.Tokenizer, samples: Sequence[dict], lay
     """The scores of every baseline filter on the organism (random is drawn per seed later):
     the oracle, the keyword heuristic, and persona-vector screening at ``layer``, with the persona
     vector from the toxic-vs-aligned contrast samples of notebook 05."""
+
     def answer_acts(chats: Sequence[dict]) -> Tensor:
         return features.answer_mean(*features.organism_residuals(model, tok, chats, layer))
 

@@ -27,6 +27,7 @@ def proximity_to_set(
 ) -> Float[Tensor, " k"]:
     """For each latent in ``members``: the mean cosine of its decoder direction with the toxic
     latents' directions, leaving out itself (a latent in both sets is not its own neighbour)."""
+    members, toxic = members.to(W_dec.device), toxic.to(W_dec.device)
     sims = cosine_similarity_matrix(W_dec[members], W_dec[toxic])
     same = members[:, None] == toxic[None, :]
     return sims.masked_fill(same, 0.0).sum(-1) / (~same).sum(-1).clamp_min(1)
@@ -43,11 +44,12 @@ def random_set_proximity(
     """Mean proximity to the toxic set of ``n_sets`` random sets of ``k`` latents drawn from
     ``candidates`` (e.g. the alive latents): the chance level of a feature set's proximity."""
     gen = torch.Generator().manual_seed(seed)
-    out = torch.empty(n_sets)
+    candidates = candidates.cpu()  # drawn on the CPU with ``gen``; each set goes to W_dec's device
+    out = torch.empty(n_sets, device=W_dec.device)
     for i in range(n_sets):
         members = candidates[torch.randperm(len(candidates), generator=gen)[:k]]
         out[i] = proximity_to_set(W_dec, members, toxic).mean()
-    return out
+    return out.cpu()
 
 
 def compare_sets(
@@ -63,11 +65,9 @@ def compare_sets(
     non-inducing latents; a one-sided permutation test (inducing closer), Cohen's d, and where
     the inducing set's mean falls among random sets of the same size from ``candidates``."""
     W = W_dec.detach().float()
-    near = {"inducing": proximity_to_set(W, inducing, toxic)}
-    near["non-inducing"] = proximity_to_set(W, non_inducing, toxic)
-    p, null = stats.permutation_test(
-        near["inducing"], near["non-inducing"], n_permutations, seed
-    )
+    near = {"inducing": proximity_to_set(W, inducing, toxic).cpu()}  # statistics on the CPU
+    near["non-inducing"] = proximity_to_set(W, non_inducing, toxic).cpu()
+    p, null = stats.permutation_test(near["inducing"], near["non-inducing"], n_permutations, seed)
     random_means = random_set_proximity(W, toxic, len(inducing), candidates, seed=seed)
     return {
         "proximity": near,

@@ -33,7 +33,8 @@ PACKAGES = (
 
 
 def doctor_report(profile: str | None = None) -> list[str]:
-    """What `emgeo doctor` prints: versions, profile, threads, GPU, NDIF key, the notebook plan."""
+    """What `emgeo doctor` prints: versions, profile, threads, GPU, NDIF key, gated-model access
+    (Hugging Face token and licence), the notebook plan."""
     lines = [f"python           {platform.python_version()} ({sys.executable})"]
     for pkg in PACKAGES:
         try:
@@ -49,9 +50,14 @@ def doctor_report(profile: str | None = None) -> list[str]:
         f"GPU              {gpu}",
         f"NDIF API key     {'configured' if config.ndif_key_configured() else 'not configured'}",
         f"data directory   {config.DATA_DIR}",
-        "",
-        f"What each notebook runs in the '{name}' profile:",
     ]
+    from emgeo.models import access  # the model registry imports transformers: only for doctor
+
+    gated = access.gated_models(name)
+    token = "found" if access.hub_token() else "not found"
+    lines.append(f"HF token         {token if gated else f'not needed in the {name} profile'}")
+    lines += [f"  gated {access.check_access(spec)}" for spec in gated]
+    lines += ["", f"What each notebook runs in the '{name}' profile:"]
     lines += [f"  {nb:<36} {plan[name]}" for nb, plan in config.NOTEBOOK_PLAN.items()]
     return lines
 

@@ -24,11 +24,14 @@ import nbformat
 import torch
 from nbclient import NotebookClient
 
-from emgeo.config import RESULTS_DIR, SOLUTIONS_DIR
+from emgeo.config import RESULTS_DIR, SOLUTIONS_DIR, STANDINS_ENV
 from emgeo.course.results import RECORD_FILE_ENV, read_records, set_dotted
 
 KERNEL = "python3"
 CELL_TIMEOUT_S = 900
+# Cell tags: ``profile`` marks a cell whose work depends on the profile; ``setup`` marks what such
+# cells need first (imports, constants). :func:`execute_profile` runs exactly these.
+PROFILE_TAG, SETUP_TAG = "profile", "setup"
 
 
 def notebook_env(n_threads: int = 2) -> dict[str, str]:
@@ -72,6 +75,37 @@ def execute(src: Path, dst: Path, timeout: int = CELL_TIMEOUT_S) -> dict[str, fl
     nbformat.write(nb, dst)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"wall_s": round(wall_s, 1), "peak_rss_mb": round(rss_mb(peak), 1)}
+
+
+def profile_cells(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``nb`` keeping only its code cells tagged ``setup`` or ``profile``, in order."""
+    out = nbformat.from_dict(nb)
+    keep = {SETUP_TAG, PROFILE_TAG}
+    out.cells = [
+        c for c in out.cells if c.cell_type == "code" and keep & set(c.metadata.get("tags", []))
+    ]
+    return out
+
+
+def execute_profile(
+    src: Path, profile: str, results_dir: Path, timeout: int = CELL_TIMEOUT_S
+) -> nbformat.NotebookNode:
+    """Run the profile-dependent cells of ``src`` (and their set-up) in ``profile`` on this CPU,
+    against stand-ins (``EMGEO_STANDINS=tiny``: tiny random models of the profile's architectures,
+    NDIF through nnsight's local simulation); return the executed cells. Whatever the cells save
+    goes under ``results_dir``. Raises nbclient's ``CellExecutionError`` at the first failing cell.
+    """
+    nb = profile_cells(nbformat.read(src, as_version=4))
+    env = notebook_env()
+    env.update(
+        {"EMGEO_PROFILE": profile, STANDINS_ENV: "tiny", "EMGEO_RESULTS_DIR": str(results_dir)}
+    )
+    env.pop(RECORD_FILE_ENV, None)  # a stand-in's numbers are never the course's results
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(src.parent)}}
+    )
+    client.execute(env=env)
+    return nb
 
 
 def rss_mb(ru_maxrss: int, system: str = platform.system()) -> float:

