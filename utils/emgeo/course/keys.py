@@ -1,8 +1,9 @@
 """The keys a profile may need, and on Colab one call that reads them from Colab Secrets.
 
-On Colab, secrets are set under the key icon in the left bar (Secrets), each with "Notebook access"
-switched on. :func:`load_colab_secrets` copies the ones it finds into this kernel's environment, where
-huggingface_hub, nnsight and the OpenAI client look for them. Values are never printed.
+On Colab, secrets are set under the key icon in the left bar (Secrets), each with "Notebook
+access" switched on. :func:`load_colab_secrets` copies the ones it finds into this kernel's
+environment, where huggingface_hub, nnsight and the OpenAI client look for them. Values are never
+printed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ KEYS: dict[str, str] = {
     "HF_TOKEN": "gated models, Gemma-2 (gpu) and Llama-3.1 (remote): accept each licence on its "
     "Hugging Face page, then make a read token at https://huggingface.co/settings/tokens",
     "NDIF_API_KEY": "the remote profile: a key from https://login.ndif.us",
-    "OPENAI_API_KEY": "optional, the OpenAI judge in notebook 07's gpu run (a local judge otherwise)",
+    "OPENAI_API_KEY": "optional, the OpenAI judge of notebook 07's gpu run (else a local judge)",
 }
 
 
