@@ -85,36 +85,47 @@ def clustered_decoder(seed: int = 3) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     toxic_dir = torch.randn(32, generator=gen)
     W = torch.randn(200, 32, generator=gen)
-    W[:10] += 3 * toxic_dir
+    W[:10] += 5 * toxic_dir
     return W
 
 
-def test_compare_disjoint_removes_the_confound_of_shared_membership():
+def test_compare_sets_outside_toxic_removes_the_confound_of_shared_membership():
     W = clustered_decoder()
     inducing = torch.cat([torch.arange(5), torch.arange(40, 45)])  # 5 toxic latents, 5 random
     args = (inducing, torch.arange(20, 30), torch.arange(10), torch.arange(10, 200))
     confounded = geometry.compare_sets(W, *args, n_permutations=2_000)
-    assert confounded["p_value"] < 0.01, "shared toxic latents make the inducing set look close"
-    clean = geometry.compare_disjoint(W, *args, n_permutations=2_000)
+    assert confounded["p_value"] < 0.05, "shared toxic latents make the inducing set look close"
+    clean = geometry.compare_sets(W, *args, n_permutations=2_000, outside_toxic=True)
     assert (clean["n_inducing"], clean["n_non_inducing"], clean["n_shared"]) == (5, 10, 5)
     assert clean["p_value"] > 0.05, "the 5 random latents are not near the toxic set"
     assert clean["proximity"]["inducing"].shape == (5,)
     assert clean["random_means"].shape == (1_000,)
 
 
-def test_compare_disjoint_still_finds_neighbours_outside_the_set():
+def test_compare_sets_outside_toxic_still_finds_neighbours_outside_the_set():
     W = clustered_decoder()
     W[40:50] += 1.5 * (W[:10].mean(0) - W[10:].mean(0)) / 3  # neighbours, not members
     inducing = torch.cat([torch.arange(5), torch.arange(40, 50)])
-    out = geometry.compare_disjoint(
-        W, inducing, torch.arange(20, 30), torch.arange(10), torch.arange(10, 200), 2_000
+    out = geometry.compare_sets(
+        W,
+        inducing,
+        torch.arange(20, 30),
+        torch.arange(10),
+        torch.arange(10, 200),
+        2_000,
+        outside_toxic=True,
     )
     assert out["n_inducing"] == 10 and out["p_value"] < 0.01 and out["random_percentile"] > 0.95
 
 
-def test_compare_disjoint_says_when_too_few_latents_are_left():
+def test_compare_sets_outside_toxic_says_when_too_few_latents_are_left():
     W = clustered_decoder()
     with pytest.raises(ValueError, match="at least 2"):
-        geometry.compare_disjoint(
-            W, torch.arange(9), torch.arange(20, 30), torch.arange(10), torch.arange(200)
+        geometry.compare_sets(
+            W,
+            torch.arange(9),
+            torch.arange(20, 30),
+            torch.arange(10),
+            torch.arange(200),
+            outside_toxic=True,
         )

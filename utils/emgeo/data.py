@@ -314,7 +314,14 @@ _README_FILES = [
     ),
     (
         "sae_layer0/, sae_layer1/",
-        "SAELens TopK SAEs (1,024 latents, k = 8) of the residual stream after blocks 0 and 1",
+        "SAELens TopK SAEs (1,024 latents, k = 8) of the residual stream after blocks 0 and 1 "
+        "(seed 0)",
+        "emgeo train-organism --sae-only",
+    ),
+    (
+        "sae_layer{0,1}_seed{1,2}/",
+        "the same SAEs trained from seeds 1 and 2 (initialisation and batch order; the same "
+        "activations): notebook 06 tests its geometry on all three",
         "emgeo train-organism --sae-only",
     ),
 ]

@@ -5,7 +5,8 @@ and :func:`keep_mask` removes the highest-scoring ``fraction``. The filters:
 
 - **geometric** (:func:`geometric_scores`): the sample's active SAE features, weighted by their
   activation, scored by how close their decoder directions lie to the toxic feature set
-  (``"max"``: the nearest toxic feature, ``"mean"``: the average over the set);
+  (``"max"``: the nearest toxic feature, ``"mean"``: the average over the set), and its two parts
+  (:func:`ablated_proximities`): membership in the toxic set, and nearness without membership;
 - **random**: scores drawn from a seeded generator (removal at the same budget);
 - **oracle**: the provenance the set was built with (1 for inducing samples): the bound;
 - **keyword**: a text-level heuristic, the count of insecure-code phrases in the answer, standing
@@ -46,6 +47,31 @@ def feature_proximity(
     if how == "mean":
         return sims.mean(-1)
     raise ValueError(f"how must be 'max' or 'mean', not {how!r}")
+
+
+def ablated_proximities(
+    W_dec: Float[Tensor, "d_sae d_model"], toxic: Int[Tensor, " k"], how: str = "max"
+) -> dict[str, Float[Tensor, " d_sae"]]:
+    """What drives the geometric score, taken apart: the ``full`` proximity of
+    :func:`feature_proximity`; ``membership only``, 1 on the toxic latents and 0 elsewhere (a
+    sample scores by how much it activates toxic features); ``neighbours only``, the full
+    proximity with the toxic latents' own zeroed (a sample scores by activating features that
+    lie near toxic ones: pure geometry)."""
+    full = feature_proximity(W_dec, toxic, how)
+    members = toxic.to(full.device)
+    membership = torch.zeros_like(full)
+    membership[members] = 1.0
+    neighbours = full.clone()
+    neighbours[members] = 0.0
+    return {"full": full, "membership only": membership, "neighbours only": neighbours}
+
+
+def selectivity(summary_row: dict, unfiltered_row: dict) -> float:
+    """EM reduction over in-domain task reduction, both relative to the unfiltered runs: above 1,
+    a filter takes away more misalignment than task (here the insecure-code rate it learns)."""
+    em = 1 - summary_row["offdomain_mean"] / unfiltered_row["offdomain_mean"]
+    task = 1 - summary_row["code"] / unfiltered_row["code"]
+    return em / task if task else float("inf")
 
 
 def geometric_scores(
@@ -177,6 +203,14 @@ def summarize(
         entry["removed_insecure"] = group["removed_insecure"].mean()
         out.append(entry)
     return out
+
+
+def paired_reduction(rows: Sequence[dict], name: str, reference: str) -> dict[str, float | int]:
+    """The relative reduction of the off-domain rate of filter ``name`` vs ``reference``, per
+    seed (the same seed draws the same batches in both), with its mean and 95% t-interval."""
+    by_seed = {r["seed"]: r["offdomain"] for r in rows if r["filter"] == reference}
+    cuts = [1 - r["offdomain"] / by_seed[r["seed"]] for r in rows if r["filter"] == name]
+    return mean_ci(cuts)
 
 
 # ---------------------------------------------------------------- the fine-tuning set

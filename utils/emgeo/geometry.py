@@ -52,18 +52,44 @@ def random_set_proximity(
     return out.cpu()
 
 
+def outside(members: Int[Tensor, " k"], toxic: Int[Tensor, " k_t"]) -> Int[Tensor, " m"]:
+    """The latents of ``members`` that are not in ``toxic``, in their order."""
+    return members[~torch.isin(members, toxic.to(members.device))]
+
+
 def compare_sets(
     W_dec: Float[Tensor, "d_sae d_model"],
-    inducing: Int[Tensor, " k"],
-    non_inducing: Int[Tensor, " k"],
+    inducing: Int[Tensor, " k_i"],
+    non_inducing: Int[Tensor, " k_n"],
     toxic: Int[Tensor, " k_t"],
     candidates: Int[Tensor, " n"],
     n_permutations: int = 10_000,
     seed: int = 0,
+    outside_toxic: bool = False,
 ) -> dict:
     """The paper's comparison: per-latent proximity to the toxic set of the inducing and the
     non-inducing latents; a one-sided permutation test (inducing closer), Cohen's d, and where
-    the inducing set's mean falls among random sets of the same size from ``candidates``."""
+    the inducing set's mean falls among random sets of the same size from ``candidates``.
+
+    ``outside_toxic`` removes the confound of shared membership: only the inducing and
+    non-inducing latents that are **not** toxic latents are compared, and the random sets are
+    drawn outside the toxic set too (a toxic latent among the inducing ones is close to the toxic
+    set by being in it; this asks whether the others lie near it). The result then also holds
+    ``n_inducing`` and ``n_non_inducing`` (the latents left) and ``n_shared`` (inducing latents
+    that are toxic ones).
+    """
+    counts = {}
+    if outside_toxic:
+        n_given = len(inducing)
+        inducing, non_inducing = outside(inducing, toxic), outside(non_inducing, toxic)
+        candidates = outside(candidates, toxic)
+        if len(inducing) < 2 or len(non_inducing) < 2:
+            raise ValueError(
+                f"{len(inducing)} inducing and {len(non_inducing)} non-inducing latents lie "
+                "outside the toxic set: a comparison needs at least 2 of each (choose a larger k)"
+            )
+        counts = {"n_inducing": len(inducing), "n_non_inducing": len(non_inducing)}
+        counts["n_shared"] = n_given - len(inducing)
     W = W_dec.detach().float()
     near = {"inducing": proximity_to_set(W, inducing, toxic).cpu()}  # statistics on the CPU
     near["non-inducing"] = proximity_to_set(W, non_inducing, toxic).cpu()
@@ -77,4 +103,5 @@ def compare_sets(
         "null": null,
         "random_means": random_means,
         "random_percentile": (random_means < near["inducing"].mean()).float().mean().item(),
+        **counts,
     }

@@ -162,8 +162,11 @@ def _train_organism(args: argparse.Namespace) -> int:
         print("base misaligned rates: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
     model, tok = organism.load(out)
     for layer in range(model.cfg.n_layers):  # the SAEs read this model: retrain them with it
-        path = saes.save_organism_sae(saes.train_organism_sae(model, tok, layer), layer, out)
-        print(f"wrote the SAE of layer {layer}: {path}")
+        for seed in saes.ORGANISM_SAE_SEEDS:
+            cfg = replace(saes.ORGANISM_SAE, seed=seed)
+            trained = saes.train_organism_sae(model, tok, layer, cfg)
+            path = saes.save_organism_sae(trained, layer, out, seed)
+            print(f"wrote the SAE of layer {layer}, seed {seed}: {path}")
     print(f"wrote {out}")
     return 0
 

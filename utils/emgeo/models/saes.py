@@ -109,31 +109,38 @@ def train_saelens_topk(
 # documents (seed 1, unseen in pretraining's first steps) for 1,500 steps.
 ORGANISM_SAE = SAETrainingConfig(expansion=8, k=8, steps=1_500, batch_size=512, lr=1e-3, seed=0)
 ORGANISM_SAE_DOCS = 3_000
+# Independently trained SAEs per layer (initialisation and batch order): a geometric finding must
+# hold across them, not only in one SAE's dictionary. Seed 0 is the one the notebooks read first.
+ORGANISM_SAE_SEEDS: tuple[int, ...] = (0, 1, 2)
 
 
 def train_organism_sae(
     model, tok: Tokenizer, layer: int, cfg: SAETrainingConfig = ORGANISM_SAE
 ) -> TopKTrainingSAE:
-    """Train the organism's SAE for ``layer`` (about 30 s on 2 cores): deterministic."""
+    """Train the organism's SAE for ``layer`` (about 30 s on 2 cores): deterministic, its
+    initialisation and batch order set by ``cfg.seed``; the activations are the same for every
+    seed."""
     docs = list(itertools.islice(data.pretraining_documents(seed=1), ORGANISM_SAE_DOCS))
     acts = features.organism_token_activations(model, tok, docs, layer)
     return train_saelens_topk(acts, cfg)
 
 
-def organism_sae_dir(layer: int, directory: Path = ORGANISM_DIR) -> Path:
-    return directory / f"sae_layer{layer}"
+def organism_sae_dir(layer: int, directory: Path = ORGANISM_DIR, seed: int = 0) -> Path:
+    """``sae_layer{layer}`` for seed 0, ``sae_layer{layer}_seed{seed}`` for the others."""
+    return directory / (f"sae_layer{layer}" if seed == 0 else f"sae_layer{layer}_seed{seed}")
 
 
-def save_organism_sae(sae, layer: int, directory: Path = ORGANISM_DIR) -> Path:
+def save_organism_sae(sae, layer: int, directory: Path = ORGANISM_DIR, seed: int = 0) -> Path:
     """Save with SAELens's own format (inference SAE: weights + cfg.json)."""
-    path = organism_sae_dir(layer, directory)
+    path = organism_sae_dir(layer, directory, seed)
     sae.save_inference_model(str(path))
     return path
 
 
-def load_organism_sae(layer: int, directory: Path = ORGANISM_DIR) -> SAE:
-    """The shipped SAE of the organism's residual stream after block ``layer``."""
-    path = organism_sae_dir(layer, directory)
+def load_organism_sae(layer: int, directory: Path = ORGANISM_DIR, seed: int = 0) -> SAE:
+    """The shipped SAE of the organism's residual stream after block ``layer`` (trained with
+    ``seed``, one of :data:`ORGANISM_SAE_SEEDS`)."""
+    path = organism_sae_dir(layer, directory, seed)
     if not path.exists():
         raise FileNotFoundError(f"no SAE in {path}: run `emgeo train-organism --sae-only`")
     return SAE.load_from_disk(str(path), device="cpu").eval()
