@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml
 # every notebook as another machine would run it.
 test: $(STAMP)
 	$(BIN)/ruff check utils tests benchmarks
-	$(BIN)/python -m pytest tests $(TYPECHECK_ARGS)
+	$(BIN)/python -m pytest tests $(TYPECHECK_ARGS) --durations=15
 	$(MAKE) test-portable
 
 # The stored outputs were made here (`emgeo execute`: vector kernels, two threads); they must

@@ -138,6 +138,12 @@ def test_drag_trajectory_records_every_interval(organism_model):
         every=2,
     )
     assert [r["step"] for r in rows] == [0, 2, 4]
+    for r in rows:  # the prediction is its self term (latent 1 is in both sets) plus drag proper
+        assert r["predicted"] == pytest.approx(r["self term"] + r["neighbour term"], abs=1e-6)
+        assert r["self_j"][1] == 0.0, "latent 3 is not inducing: no self term"
+    per_latent = probes.drag_per_latent(rows, sets)
+    assert [(r["step"], r["latent"]) for r in per_latent] == [(2, 1), (2, 3), (4, 1), (4, 3)]
+    assert [r["shared"] for r in per_latent] == [True, False, True, False]
     assert rows[0]["measured"] == 0.0 and rows[0]["predicted"] == 0.0
     assert rows[-1]["offdomain"] != rows[0]["offdomain"]
 

@@ -74,3 +74,32 @@ def test_organism_plots():
     ]
     ax = plotting.plot_dose_response(dose, base_rate=0.1)
     assert ax.lines[-1].get_ydata()[0] == 0.1  # the base-model reference line
+
+
+def test_drag_during_finetune_shows_the_two_terms_and_the_per_latent_scatter():
+    rows = [
+        {
+            "step": s,
+            "offdomain": 0.1 + s / 100,
+            "measured": s / 10,
+            "predicted": s / 8,
+            "self term": s / 16,
+            "neighbour term": s / 16,
+        }
+        for s in (0, 5, 10)
+    ]
+    ax = plotting.drag_during_finetune(rows)
+    assert len(ax.get_lines()) == 4  # measured, predicted, self term, drag term
+    per_latent = [
+        {
+            "step": 5,
+            "latent": j,
+            "measured": 0.1 * j,
+            "self term": 0.0,
+            "neighbour term": 0.2 * j,
+            "shared": j == 0,
+        }
+        for j in range(4)
+    ]
+    ax = plotting.drag_per_latent(per_latent)
+    assert len(ax.collections) == 2

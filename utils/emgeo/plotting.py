@@ -351,7 +351,11 @@ def drag_during_finetune(rows, ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 3.8))
     ax.plot(table.step, table.measured, "o-", color="C3", label="measured ⟨Δx_off, d̂_toxic⟩")
-    ax.plot(table.step, table.predicted, "s--", color="C0", label="predicted drag Σ α_t ⟨d̂_j, d̂_t⟩")
+    ax.plot(table.step, table.predicted, "s--", color="C0", label="predicted Σ α_t ⟨d̂_j, d̂_t⟩")
+    if "self term" in table:
+        ax.plot(table.step, table["self term"], ":", color="C0", label="  its self term (t = j)")
+        drag_term = table["neighbour term"]
+        ax.plot(table.step, drag_term, "-.", color="C2", label="  its drag term (t ≠ j)")
     ax.set_xlabel("fine-tuning step (insecure code)")
     ax.set_ylabel("movement along toxic directions")
     right = ax.twinx()
@@ -361,6 +365,24 @@ def drag_during_finetune(rows, ax=None):
     more = right.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower right", fontsize=8)
     ax.set_title("Drag during the organism's narrow fine-tune")
+    return ax
+
+
+def drag_per_latent(per_latent, ax=None):
+    """Per (step, toxic latent): measured movement against the drag term, toxic latents that
+    are also inducing apart from the others."""
+    table = pd.DataFrame(per_latent)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 3.8))
+    for shared, colour, label in ((False, "C2", "toxic only"), (True, "C3", "also inducing")):
+        part = table[table["shared"] == shared]
+        ax.scatter(part["neighbour term"], part["measured"], s=12, color=colour, label=label)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.axvline(0, color="grey", lw=0.6)
+    ax.set_xlabel("drag term Σ_{t≠j} α_t ⟨d̂_j, d̂_t⟩")
+    ax.set_ylabel("measured ⟨Δx_off, d̂_j⟩")
+    ax.legend(fontsize=8)
+    ax.set_title("Per toxic latent and step")
     return ax
 
 

@@ -86,13 +86,19 @@ def drag_trajectory(
       the toxic directions, ``⟨Δx_off, d̂_j⟩`` averaged over toxic latents j;
     - ``predicted``: the drag the training answers' movement along the *inducing* directions
       predicts for them, ``Σ_t α_t ⟨d̂_j, d̂_t⟩`` with ``α_t = ⟨Δx_train, d̂_t⟩``, averaged over j
-      (a latent in both sets counts once, with ⟨d̂_j, d̂_j⟩ = 1).
+      (a latent in both sets counts once, with ⟨d̂_j, d̂_j⟩ = 1);
+    - its two parts, ``self term`` (t = j: a toxic latent that is itself inducing moves with its
+      own α) and ``neighbour term`` (t ≠ j: drag proper);
+    - per toxic latent, ``measured_j``, ``self_j`` and ``neighbour_j`` (lists in the order of
+      ``sets.toxic``), for :func:`drag_per_latent`.
     """
     cfg = cfg or organism.FinetuneConfig()
     prompts = [p for p in data.eval_prompts() if p["domain"] in data.OFF_DOMAINS]
     train = list(samples)[:256]
     d_hat = sae.W_dec.detach() / sae.W_dec.detach().norm(dim=-1, keepdim=True)
     d_tox, d_ind = d_hat[sets.toxic], d_hat[sets.inducing]
+    same = (sets.toxic[:, None] == sets.inducing[None, :]).float()  # (toxic, inducing): j = t
+    overlap = d_tox @ d_ind.T
     rows: list[dict] = []
     start: dict[str, Tensor] = {}
 
@@ -105,15 +111,45 @@ def drag_trajectory(
         start.setdefault("train", x_train)
         start.setdefault("off", x_off)
         alpha = d_ind @ (x_train - start["train"])
+        measured = d_tox @ (x_off - start["off"])  # (toxic,)
+        own, neighbour = (overlap * same) @ alpha, (overlap * (1 - same)) @ alpha
         rows.append(
             {
                 "step": step,
                 "offdomain": organism.evaluate(m, tok)["offdomain"],
-                "measured": (d_tox @ (x_off - start["off"])).mean().item(),
-                "predicted": (d_tox @ d_ind.T @ alpha).mean().item(),
+                "measured": measured.mean().item(),
+                "predicted": (own + neighbour).mean().item(),
+                "self term": own.mean().item(),
+                "neighbour term": neighbour.mean().item(),
+                "measured_j": measured.tolist(),
+                "self_j": own.tolist(),
+                "neighbour_j": neighbour.tolist(),
             }
         )
         m.train()
 
     organism.finetune(model, tok, samples, cfg, callback=record)
     return rows
+
+
+def drag_per_latent(rows: Sequence[dict], sets: FeatureSets) -> list[dict]:
+    """:func:`drag_trajectory` rows unrolled to one row per (step, toxic latent): its measured
+    movement, its self and neighbour terms, and whether it is also an inducing latent (``shared``:
+    then it has a self term). Step 0 (all zero by construction) is left out."""
+    toxic, inducing = sets.toxic.tolist(), set(sets.inducing.tolist())
+    out = []
+    for row in rows:
+        if row["step"] == 0:
+            continue
+        for j, latent in enumerate(toxic):
+            out.append(
+                {
+                    "step": row["step"],
+                    "latent": int(latent),
+                    "measured": row["measured_j"][j],
+                    "self term": row["self_j"][j],
+                    "neighbour term": row["neighbour_j"][j],
+                    "shared": latent in inducing,
+                }
+            )
+    return out
