@@ -1,5 +1,6 @@
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -103,10 +104,16 @@ def test_sample_answer_stops_at_eot(shipped):
     assert text and "<eot>" not in text
 
 
-def test_train_organism_command_writes_a_loadable_model(tmp_path, capsys):
+def test_train_organism_command_writes_a_loadable_model(tmp_path, capsys, monkeypatch):
     from emgeo.course import cli
+    from emgeo.models import saes
 
+    # Every SAE the command trains, for a few steps (the shipped ones take 30 s each).
+    monkeypatch.setattr(saes, "ORGANISM_SAE", replace(saes.ORGANISM_SAE, steps=20))
     assert cli.main(["train-organism", "--steps", "3", "--out", str(tmp_path / "org")]) == 0
+    for layer in (0, 1):
+        for seed in saes.ORGANISM_SAE_SEEDS:
+            assert saes.load_organism_sae(layer, tmp_path / "org", seed=seed).cfg.d_sae == 1024
     model, tok = organism.load(tmp_path / "org")
     meta = json.loads((tmp_path / "org" / "model.json").read_text())
     assert meta["pretrain"]["steps"] == 3 and set(meta["base_rates"]) >= set(data.DOMAINS)
