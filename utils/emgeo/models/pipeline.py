@@ -64,17 +64,6 @@ class Backend:
             self.max_length,
         )
 
-    def residuals(self, samples: Sequence[dict], batch_size: int | None = None):
-        """Every activation of ``samples`` at once, on the CPU (small sets only)."""
-        return tracing.lm_residuals(
-            self.lm,
-            samples,
-            self.layer,
-            self.remote,
-            batch_size or self.batch_size,
-            self.max_length,
-        )
-
     def sample_latents(
         self, samples: Sequence[dict], batch_size: int | None = None, progress: bool = False
     ) -> Float[Tensor, "samples d_sae"]:
