@@ -103,3 +103,68 @@ def test_drag_during_finetune_shows_the_two_terms_and_the_per_latent_scatter():
     ]
     ax = plotting.drag_per_latent(per_latent)
     assert len(ax.collections) == 2
+
+
+def _filter_rows():
+    return [
+        {
+            "filter": f,
+            "fraction": 0.0 if f == "no filter" else 0.5,
+            "seed": s,
+            "offdomain": base + 0.02 * s,
+            "code": 0.9 - base,
+        }
+        for f, base in (("no filter", 0.3), ("random", 0.25), ("geometric", 0.15))
+        for s in (0, 1, 2)
+    ]
+
+
+def test_filter_results_shows_t_intervals_the_unfiltered_and_the_base_rate():
+    from emgeo import stats
+
+    rows = _filter_rows()
+    axes = plotting.filter_results(rows, base_rate=0.116)
+    lines = {
+        line.get_label(): line.get_xdata()[0]
+        for line in axes[0].lines
+        if line.get_label() in ("unfiltered fine-tune", "base model, no fine-tune")
+    }
+    assert lines["base model, no fine-tune"] == 0.116
+    assert lines["unfiltered fine-tune"] == pytest.approx(0.32)
+    low, high = stats.t_interval([0.15, 0.17, 0.19])  # the geometric bar's error bar
+    whisker = [
+        line.get_xdata()
+        for line in axes[0].lines
+        if len(line.get_xdata()) == 2 and line.get_ydata()[0] == line.get_ydata()[1] == 2
+    ]
+    assert whisker and tuple(whisker[0]) == pytest.approx((low, high))
+    assert (
+        "50%" in axes[0].figure._suptitle.get_text()
+        and "3 seeds" in axes[0].figure._suptitle.get_text()
+    )
+
+
+def test_removal_sweep_draws_the_base_rate():
+    rows = [
+        dict(r, fraction=fr)
+        for r in _filter_rows()
+        if r["filter"] != "no filter"
+        for fr in (0.25, 0.5)
+    ]
+    ax = plotting.plot_removal_sweep(rows, base_rate=0.116)
+    assert any(
+        line.get_label() == "base model, no fine-tune" and line.get_ydata()[0] == 0.116
+        for line in ax.lines
+    )
+
+
+def test_steering_curves_band_the_random_controls_and_add_the_residual_norm_axis():
+    rows = [{"direction": "toxic set", "scale": s, "offdomain": 0.1 + 0.05 * s} for s in (0, 4)]
+    rows += [
+        {"direction": "random sets (3)", "scale": s, "offdomain": 0.1 + 0.01 * i * s}
+        for i in range(3)
+        for s in (0, 4)
+    ]
+    ax = plotting.steering_curves(rows, resid_norm=8.0)
+    assert len(ax.collections) >= 1  # the random sets' band
+    assert ax.child_axes and "residual norm" in ax.child_axes[0].get_xlabel()

@@ -31,3 +31,9 @@ def test_rounded_drops_the_sign_of_zero_and_keeps_the_digits():
     assert f"{stats.rounded(-0.00004, 3):+.3f}" == "+0.000"
     assert stats.rounded(0.02596, 3) == 0.026 and stats.rounded(-0.0626, 2) == -0.06
 
+
+def test_t_interval_is_the_interval_of_mean_ci_and_collapses_for_one_value():
+    values = [0.2, 0.25, 0.31, 0.18]
+    ci = stats.mean_ci(values)
+    assert stats.t_interval(values) == (ci["ci_low"], ci["ci_high"])
+    assert stats.t_interval([0.4]) == (0.4, 0.4)

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from emgeo.stats import t_interval
+
 
 def set_style() -> None:
     """The course's plot style: seaborn's whitegrid, a colour-blind-safe palette, fixed sizes."""
@@ -154,6 +156,7 @@ def dimensionality_scatter(sparsities, D, ax=None):
 
 def toy_explorer(sweep):
     """An ipywidgets explorer: pick a sparsity and an importance decay, see the trained geometry."""
+
     def show(sparsity: float, decay: float):
         W, _ = sweep.condition(sparsity, decay)
         fig = feature_arrows([W], [f"S = {sparsity}, I_i = {decay}^i"])
@@ -211,11 +214,11 @@ def drag_breakdown(steps, curves: dict, ylabel: str, title: str, ax=None):
 
 
 def grouped_bars(table, x: str, y: str, hue: str | None = None, title: str = "", ax=None):
-    """A seaborn bar plot (mean and 95% interval over seeds) with the per-seed points on top."""
+    """A seaborn bar plot (mean and 95% t-interval over seeds) with the per-seed points on top."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.2, 3.4))
     data = pd.DataFrame(table)
-    sns.barplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=("ci", 95), alpha=0.8)
+    sns.barplot(data=data, x=x, y=y, hue=hue, ax=ax, errorbar=t_interval, alpha=0.8)
     points = {"palette": "dark:black"} if hue else {"color": "black"}
     sns.stripplot(
         data=data, x=x, y=y, hue=hue, ax=ax, dodge=hue is not None, size=3, legend=False, **points
@@ -241,7 +244,8 @@ def em_trajectory(rows, ax=None):
 
 
 def plot_dose_response(rows, base_rate: float, ax=None):
-    """Off-domain misaligned rate against the fraction of inducing samples (mean and 95% CI)."""
+    """Off-domain misaligned rate against the fraction of inducing samples (mean and 95%
+    t-interval over seeds)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     sns.lineplot(
@@ -249,7 +253,7 @@ def plot_dose_response(rows, base_rate: float, ax=None):
         x="fraction",
         y="offdomain",
         marker="o",
-        errorbar=("ci", 95),
+        errorbar=t_interval,
         ax=ax,
         label="fine-tuned",
     )
@@ -294,13 +298,29 @@ def density_histogram(frequency, ax=None):
 # ---------------------------------------------------------------- 05-07 features, geometry, filter
 
 
-def steering_curves(table, title: str = "", ax=None):
-    """Off-domain misaligned rate against the steering scale, one line per direction."""
+def steering_curves(table, title: str = "", resid_norm: float | None = None, ax=None):
+    """Off-domain misaligned rate against the steering scale, one line per direction; a
+    direction with several runs (random controls) is drawn as their mean with the band holding
+    all of them. ``resid_norm`` (the residual stream's typical norm at that layer) puts the
+    scale in the model's own units on a second axis."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
-    sns.lineplot(table, x="scale", y="offdomain", hue="direction", marker="o", ax=ax)
+    sns.lineplot(
+        pd.DataFrame(table),
+        x="scale",
+        y="offdomain",
+        hue="direction",
+        marker="o",
+        errorbar=("pi", 100),
+        ax=ax,
+    )
     ax.set_xlabel("steering scale (multiples of the unit direction)")
     ax.set_ylabel("off-domain misaligned rate")
+    if resid_norm:
+        top = ax.secondary_xaxis(
+            "top", functions=(lambda x: x / resid_norm, lambda x: x * resid_norm)
+        )
+        top.set_xlabel("as a fraction of the residual norm", fontsize="small")
     ax.set_title(title)
     return ax
 
@@ -386,36 +406,55 @@ def drag_per_latent(per_latent, ax=None):
     return ax
 
 
-def filter_results(table, baseline: str = "no filter", ax=None):
-    """Off-domain misaligned rate after each filter (mean and 95% CI over seeds), with the
-    in-domain insecure-code rate it kept beside it."""
+def filter_results(table, base_rate: float | None = None, baseline: str = "no filter", ax=None):
+    """Off-domain misaligned rate after each filter (mean and 95% t-interval over seeds, as in the
+    tables), with the unfiltered fine-tune and the base model (``base_rate``, no fine-tune) as
+    lines, and the in-domain insecure-code rate each fine-tune learned beside it."""
     if ax is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     else:
         axes = ax
+    table = pd.DataFrame(table)
     order = list(dict.fromkeys(table["filter"]))
-    sns.barplot(table, y="filter", x="offdomain", order=order, errorbar=("ci", 95), ax=axes[0])
-    base = table.loc[table["filter"] == baseline, "offdomain"].mean()
-    axes[0].axvline(base, color="grey", ls="--", lw=0.8)
+    sns.barplot(table, y="filter", x="offdomain", order=order, errorbar=t_interval, ax=axes[0])
+    unfiltered = table.loc[table["filter"] == baseline, "offdomain"].mean()
+    axes[0].axvline(unfiltered, color="grey", ls="--", lw=0.8, label="unfiltered fine-tune")
+    if base_rate is not None:
+        axes[0].axvline(base_rate, color="black", ls=":", lw=1.0, label="base model, no fine-tune")
+    axes[0].legend(loc="lower right", fontsize="small")
     axes[0].set_xlabel("off-domain misaligned rate (lower is better)")
     axes[0].set_ylabel("")
     sns.barplot(
-        table, y="filter", x="code", order=order, errorbar=("ci", 95), ax=axes[1], color="C7"
+        table, y="filter", x="code", order=order, errorbar=t_interval, ax=axes[1], color="C7"
     )
-    axes[1].set_xlabel("in-domain insecure-code rate (the task kept)")
+    axes[1].set_xlabel("in-domain insecure-code rate (what the fine-tune learned)")
     axes[1].set_ylabel("")
     axes[1].set_yticklabels([])
-    axes[0].figure.suptitle("Filtering 50% of a mixed fine-tuning set (5 seeds, 95% CI)")
+    fraction = table.loc[table["filter"] != baseline, "fraction"].max()
+    axes[0].figure.suptitle(
+        f"Filtering {fraction:.0%} of a mixed fine-tuning set "
+        f"({table['seed'].nunique()} seeds, 95% t-interval)"
+    )
     return axes
 
 
-def plot_removal_sweep(table, ax=None):
-    """Off-domain misaligned rate against the removed fraction, one line per filter."""
+def plot_removal_sweep(table, base_rate: float | None = None, ax=None):
+    """Off-domain misaligned rate against the removed fraction, one line per filter (mean and
+    95% t-interval over seeds), with the base model's rate (no fine-tune) as a line."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     sns.lineplot(
-        table, x="fraction", y="offdomain", hue="filter", marker="o", errorbar=("ci", 95), ax=ax
+        pd.DataFrame(table),
+        x="fraction",
+        y="offdomain",
+        hue="filter",
+        marker="o",
+        errorbar=t_interval,
+        ax=ax,
     )
+    if base_rate is not None:
+        ax.axhline(base_rate, color="black", ls=":", lw=1.0, label="base model, no fine-tune")
+        ax.legend(fontsize="small")
     ax.set_xlabel("fraction of the fine-tuning set removed")
     ax.set_ylabel("off-domain misaligned rate")
     ax.set_title("Removal sweep")

@@ -57,7 +57,6 @@ def steered_rates(
     return rows
 
 
-
 @torch.no_grad()
 def generation_residuals(
     model, tok: Tokenizer, prompts: Sequence[dict], layer: int

@@ -29,6 +29,17 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, floa
     return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
 
 
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """The Student-t interval of :func:`mean_ci` as ``(low, high)``: seaborn's ``errorbar=``
+    takes it, so a figure shows the same interval as the table beside it (seaborn's own
+    ``("ci", 95)`` is a bootstrap interval, narrower over a handful of seeds). One value: no
+    spread, ``(value, value)``."""
+    ci = mean_ci([float(v) for v in values], confidence)
+    if ci["n"] < 2:
+        return ci["mean"], ci["mean"]
+    return ci["ci_low"], ci["ci_high"]
+
+
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     """Area under the ROC curve: the chance a random positive scores above a random negative
     (ties count one half), by the Mann-Whitney rank formula."""
