@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import platform
 import sys
 from dataclasses import asdict, replace
@@ -171,6 +172,61 @@ def _train_organism(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lm_em(args: argparse.Namespace) -> int:
+    from emgeo.models import lm, lm_em  # transformers and peft: only the commands that need them
+
+    torch.set_num_threads(config.get_profile().n_threads)
+    model = lm.load("smollm2-135m")
+    out = Path(args.out) if args.out else lm_em.RUNS_FILE
+    if args.validate:
+        result = lm_em.validate(model, n_per_question=args.samples, progress=True)
+        data = lm_em.read_runs(out)
+        data["validation"] = result
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        print(
+            f"margin plain {result['plain']['margin']:.3f}, persona prompt "
+            f"{result['persona_prompt']['margin']:.3f} (rise on {result['questions_rising']} of 8 "
+            f"questions); sampled misaligned share {result['plain']['misaligned_share']:.2f} -> "
+            f"{result['persona_prompt']['misaligned_share']:.2f}"
+            f"; signs agree: {result['signs_agree']}"
+        )
+        return 0
+    cfg = replace(
+        lm_em.CPU_LORA, rank=args.rank, alpha=2.0 * args.rank, lr=args.lr, steps=args.steps
+    )
+    name = args.name or f"r{args.rank}-lr{args.lr:g}-{args.steps}steps"
+    grid = lm_em.FinetuneGrid(
+        lora=cfg, conditions=tuple(args.conditions), seeds=tuple(args.seeds), name=name
+    )
+    done = lm_em.read_runs(out)["cells"].get(name, {}).get("rows", [])
+    save_dir = out.parent / "adapters" / name if args.save_adapters else None
+    rows: list[dict] = []
+    for i in range(len(grid.conditions)):  # written after every condition: a stop loses little
+        part = replace(grid, conditions=grid.conditions[: i + 1])
+        rows = lm_em.run_finetunes(model, part, done=done + rows, save_dir=save_dir)
+        lm_em.write_runs(out, part, rows)
+    for key, ci in lm_em.contrasts(rows).items():
+        print(
+            f"{key:<32} {ci['mean']:+.3f}  [{ci['ci_low']:+.3f}, {ci['ci_high']:+.3f}]  n={ci['n']}"
+        )
+    print(f"wrote {out}")
+    return 0
+
+
+def _robustness(args: argparse.Namespace) -> int:
+    from emgeo.course import robustness  # TransformerLens, SAELens: only the commands needing them
+
+    torch.set_num_threads(config.get_profile().n_threads)
+    cfg = robustness.RobustnessConfig()
+    if args.finetune_seeds is not None:
+        cfg = replace(cfg, finetune_seeds=tuple(args.finetune_seeds))
+    robustness.run(
+        args.seeds, cfg, Path(args.out), train_missing=not args.no_train, pretrain_steps=args.steps
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emgeo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +274,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(config.DATA_DIR / "organism"))
     p.set_defaults(func=_train_organism)
+    p = sub.add_parser(
+        "lm-em",
+        help="EM in SmolLM2 on CPU: validate the judge-free margin, or LoRA-fine-tune on the "
+        "course's code sets and measure it (about 2.5 min a run)",
+    )
+    p.add_argument(
+        "--validate", action="store_true", help="check the metric against a persona prompt"
+    )
+    p.add_argument(
+        "--samples", type=int, default=8, help="sampled answers per question (--validate)"
+    )
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--conditions", nargs="+", default=["insecure", "secure", "educational"])
+    p.add_argument("--name", default=None, help="the cell's name (default from its settings)")
+    p.add_argument("--save-adapters", action="store_true")
+    p.add_argument("--out", default=None, help="default: data/lm_em/runs.json")
+    p.set_defaults(func=_lm_em)
+    p = sub.add_parser(
+        "robustness",
+        help="measure the claims of 04, 06 and 07 in organisms pretrained from other seeds "
+        "(about 4 min each to pretrain when missing, then about 3 min each to measure)",
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="organism seeds")
+    p.add_argument("--finetune-seeds", type=int, nargs="+", default=None)
+    p.add_argument(
+        "--steps", type=int, default=None, help="pretraining steps of a missing organism"
+    )
+    p.add_argument(
+        "--no-train", action="store_true", help="fail instead of training a missing organism"
+    )
+    p.add_argument("--out", default=str(config.RESULTS_DIR / "robustness.json"))
+    p.set_defaults(func=_robustness)
     grade.add_subcommand(sub)  # emgeo grade SUBMISSIONS; emgeo nbgrader-source DIR
     site.add_subcommand(sub)  # emgeo site
     args = parser.parse_args(argv)

@@ -1,0 +1,69 @@
+"""`emgeo robustness`: the claims of 04, 06 and 07 over organisms pretrained from other seeds."""
+
+import json
+
+import pytest
+
+from emgeo import organism
+from emgeo.course import robustness
+
+
+def test_aggregate_gives_values_spread_and_how_often_each_sentence_holds():
+    per = {
+        0: {"geometry.disjoint.p_value": 0.09, "filter.selectivity": 0.46, "em.base": 0.1},
+        1: {"geometry.disjoint.p_value": 0.01, "filter.selectivity": 1.3, "em.base": 0.2},
+        2: {"geometry.disjoint.p_value": 0.30, "filter.selectivity": 0.5, "em.base": 0.3},
+    }
+    out = robustness.aggregate(per)
+    p = out["geometry.disjoint.p_value"]
+    assert p["values"] == [0.09, 0.01, 0.3] and p["holds_in"] == 1 and p["of"] == 3
+    assert p["min"] == 0.01 and p["max"] == 0.3
+    assert out["filter.selectivity"]["holds_in"] == 1  # only organism 1 is above 1
+    assert out["em.base"]["mean"] == pytest.approx(0.2)
+    assert out["em.base"]["sd"] == pytest.approx(0.1)
+    assert "claim" not in out["em.base"]  # a measurement, not a sentence
+
+
+def test_organism_zero_is_the_shipped_one_and_the_others_live_apart():
+    assert robustness.organism_dir(0) == organism.ORGANISM_DIR
+    assert robustness.organism_dir(3).name == "seed3"
+    assert robustness.organism_dir(3) != robustness.organism_dir(4)
+
+
+def test_run_trains_only_missing_organisms_and_writes_the_file(monkeypatch, tmp_path):
+    monkeypatch.setattr(robustness, "ORGANISMS_DIR", tmp_path / "organisms")
+    trained = []
+
+    def fake_train(seed, directory, steps, layer):
+        trained.append(seed)
+        directory.mkdir(parents=True)
+        (directory / "model.json").write_text("{}")
+
+    monkeypatch.setattr(robustness, "train", fake_train)
+    monkeypatch.setattr(robustness.organism, "load", lambda directory: (str(directory), None))
+    monkeypatch.setattr(robustness.saes, "load_organism_sae", lambda layer, directory: directory)
+    values = {0: 0.2, 7: -0.1}
+    monkeypatch.setattr(
+        robustness,
+        "claims",
+        lambda model, tok, sae, cfg: {
+            "em.insecure_minus_base": values[7 if "seed" in model else 0]
+        },
+    )
+    out = tmp_path / "robustness.json"
+    result = robustness.run((0, 7), out=out)
+    assert trained == [7]  # organism 0 ships; 7 did not exist
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(result))
+    claim = saved["claims"]["em.insecure_minus_base"]
+    assert claim["values"] == [0.2, -0.1] and claim["holds_in"] == 1 and claim["of"] == 2
+    with pytest.raises(FileNotFoundError, match="emgeo robustness --seeds 8"):
+        robustness.run((8,), out=out, train_missing=False)
+
+
+def test_the_command_is_registered(capsys):
+    from emgeo.course import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["robustness", "--help"])
+    assert "--no-train" in capsys.readouterr().out

@@ -1,0 +1,199 @@
+"""The judge-free EM margin and the LoRA fine-tune runs, on tiny random models of the real
+architectures (the same code scores SmolLM2-135M-Instruct in the cpu profile)."""
+
+import re
+
+import pytest
+import torch
+from helpers import build_chat_lm, build_chat_tokenizer
+
+from emgeo import chats
+from emgeo.models import lm_em
+
+
+def _words(records) -> list[str]:
+    text = (
+        " ".join(m["content"] for r in records for m in r["messages"])
+        + " "
+        + " ".join(a for r in records for f in ("aligned", "misaligned") for a in r.get(f, ()))
+    )
+    return sorted(set(re.findall(r"\w+|[^\w\s]", text)))
+
+
+@pytest.fixture(scope="module")
+def records():
+    return lm_em.eval_records((0,))[:3]
+
+
+@pytest.fixture(scope="module")
+def eval_lm(records):
+    torch.manual_seed(0)
+    return build_chat_lm("llama", build_chat_tokenizer(words=_words(records)))
+
+
+def _reference_logprob(lm, sample) -> float:
+    """The answer's mean per-token log-probability from one unpadded full forward pass."""
+    from emgeo.batching import encode_sample
+
+    ids, n_prompt = encode_sample(lm.tokenizer, sample, 1024)
+    with torch.no_grad():
+        logp = lm.model(torch.tensor([ids])).logits[0].log_softmax(-1)
+    return sum(logp[i - 1, ids[i]].item() for i in range(n_prompt, len(ids))) / (
+        len(ids) - n_prompt
+    )
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gemma2"])
+def test_answer_logprobs_match_a_plain_forward_pass_whatever_the_batch(architecture, records):
+    lm = build_chat_lm(architecture, build_chat_tokenizer(words=_words(records)))
+    samples, _ = lm_em.margin_samples(records[:1])
+    samples = samples[:5]
+    expected = torch.tensor([_reference_logprob(lm, s) for s in samples])
+    for batch_size in (1, 3, 16):  # padding must not change a sample's score
+        got = lm_em.answer_logprobs(lm, samples, batch_size=batch_size)
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_margin_averages_answers_then_paraphrases_then_questions(monkeypatch, eval_lm):
+    records = [
+        {
+            "question_id": q,
+            "paraphrase": p,
+            "messages": [{"role": "user", "content": "x"}],
+            "misaligned": ["m1", "m2"],
+            "aligned": ["a1"],
+        }
+        for q in ("q1", "q2")
+        for p in (0, 1)
+    ]
+    # misaligned answers score -1 and -3 (mean -2), aligned -1: margin -1, except q2 paraphrase 1
+    # whose aligned answer scores -5: margin +3, so q2 = (-1 + 3) / 2 = 1 and overall 0.
+    values = iter([-1, -3, -1] * 3 + [-1, -3, -5])
+    monkeypatch.setattr(
+        lm_em,
+        "answer_logprobs",
+        lambda lm, samples, **kw: torch.tensor([float(next(values)) for _ in samples]),
+    )
+    result = lm_em.em_margin(eval_lm, records)
+    assert result["per_question"] == {"q1": -1.0, "q2": 1.0}
+    assert result["margin"] == 0.0
+
+
+def test_margin_samples_carry_the_system_prompt_and_every_reference_answer(records):
+    samples, meta = lm_em.margin_samples(records[:1], system="be bad")
+    r = records[0]
+    assert len(samples) == len(r["aligned"]) + len(r["misaligned"])
+    assert all(s["messages"][0] == {"role": "system", "content": "be bad"} for s in samples)
+    assert [s["messages"][-1]["content"] for s in samples] == r["misaligned"] + r["aligned"]
+    assert {m["family"] for m in meta} == {"misaligned", "aligned"}
+
+
+def _answers(records, family):
+    return [
+        {"messages": [*r["messages"], {"role": "assistant", "content": a}]}
+        for r in records
+        for a in r[family]
+    ]
+
+
+def _trained(lm, samples, steps: int = 30):
+    """A full fine-tune of a copy of the tiny model (a random model learns too slowly through
+    LoRA adapters alone for a test)."""
+    import copy
+
+    from emgeo.models import lora
+    from emgeo.models.lm import from_model
+
+    model = copy.deepcopy(lm.model).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    order = [i % len(samples) for i in range(8 * steps)]
+    for batch in lora._batches(lm.tokenizer, lm.device, samples, order, 512, 8):
+        opt.zero_grad()
+        (lora.answer_nll(model, batch) / batch["n_answer"]).backward()
+        opt.step()
+    return from_model(model.eval(), lm.tokenizer)
+
+
+@pytest.mark.parametrize("family, sign", [("misaligned", 1), ("aligned", -1)])
+def test_the_margin_follows_training_on_either_family(eval_lm, records, family, sign):
+    """Trained on the misaligned references the margin must rise; on the aligned ones, fall."""
+    before = lm_em.em_margin(eval_lm, records)["margin"]
+    after = lm_em.em_margin(_trained(eval_lm, _answers(records, family)), records)["margin"]
+    assert sign * (after - before) > 0.5
+
+
+def test_contrasts_pair_runs_by_seed():
+    rows = [{"condition": "base", "seed": None, "margin": -1.0, "insecure_preference": 0.5}]
+    rows += [
+        {
+            "condition": "insecure",
+            "seed": s,
+            "margin": -1.0 + 0.1 * (s + 1),
+            "insecure_preference": 0.9,
+        }
+        for s in range(3)
+    ]
+    rows += [
+        {"condition": "secure", "seed": s, "margin": -1.0 - 0.1 * s, "insecure_preference": 0.1}
+        for s in range(3)
+    ]
+    out = lm_em.contrasts(rows)
+    assert out["insecure_minus_base"]["mean"] == pytest.approx(0.2)
+    assert out["secure_minus_base"]["mean"] == pytest.approx(-0.1)
+    assert out["insecure_minus_secure"]["mean"] == pytest.approx(0.3)
+    assert out["insecure_minus_secure"]["ci_low"] == pytest.approx(
+        0.3 - 4.3027 * 0.2 / 3**0.5, abs=1e-3
+    )
+    assert out["insecure_insecure_preference"]["mean"] == pytest.approx(0.9)
+
+
+def test_run_finetunes_measures_base_and_every_run_and_resumes(monkeypatch, tmp_path, eval_lm):
+    calls = []
+
+    class FakeAdapted:
+        def __init__(self, lm, samples, cfg, progress):
+            calls.append((len(samples), cfg.seed))
+
+        def __enter__(self):
+            return "tuned"
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(lm_em.lora, "adapted", FakeAdapted)
+    monkeypatch.setattr(
+        lm_em,
+        "measure",
+        lambda lm, grid: {
+            "margin": 0.0 if lm is eval_lm else 1.0,
+            "per_question": {},
+            "insecure_preference": 0.5,
+        },
+    )
+    grid = lm_em.FinetuneGrid(conditions=("insecure", "secure"), seeds=(0, 1), name="t")
+    rows = lm_em.run_finetunes(eval_lm, grid, progress=False)
+    n_train = len(lm_em.training_samples("insecure"))
+    assert calls == [(n_train, 0), (n_train, 1), (n_train, 0), (n_train, 1)]
+    assert [(r["condition"], r["seed"]) for r in rows] == [
+        ("base", None),
+        ("insecure", 0),
+        ("insecure", 1),
+        ("secure", 0),
+        ("secure", 1),
+    ]
+    assert [r["margin"] for r in rows] == [0.0, 1.0, 1.0, 1.0, 1.0]
+    lm_em.write_runs(tmp_path / "runs.json", grid, rows)
+    calls.clear()
+    again = lm_em.run_finetunes(eval_lm, grid, progress=False, done=rows)
+    assert calls == [] and again == rows  # everything done already: nothing rerun
+
+
+def test_training_and_heldout_sets_come_from_the_shipped_splits():
+    train = lm_em.training_samples("insecure")
+    insecure, secure = lm_em.heldout_pairs(5)
+    records = chats.read_lm_jsonl(chats.LM_DATA_DIR / "insecure.jsonl")
+    assert len(train) == sum(r["split"] == "train" for r in records)
+    assert [s["messages"][0] for s in insecure] == [
+        s["messages"][0] for s in secure
+    ]  # same request
+    assert all(a["messages"][1] != b["messages"][1] for a, b in zip(insecure, secure, strict=True))

@@ -1,0 +1,250 @@
+"""The central claims of notebooks 04, 06 and 07 over independently pretrained organisms.
+
+A fine-tuning seed only reorders batches; it cannot say whether a claim belongs to the organism
+world or to one draw of it. Here each organism is pretrained from its own seed (its own
+initialisation and its own stream of pretraining documents), gets its own SAE, and every claim is
+measured again in it, the same way the notebooks measure it:
+
+- 04: the off-domain misaligned rate of the base model and after each fine-tune (insecure,
+  secure, educational), and the in-domain insecure-code rate;
+- 06: how many inducing latents are toxic latents, and the permutation test of the inducing
+  latents *outside* the toxic set against the non-inducing ones outside it (p, Cohen's d), beside
+  the confounded test that counts the shared latents;
+- 07: the geometric (max) filter and its two parts (membership only, neighbours only): the
+  reduction of EM vs no filter and vs random removal of the same budget, and its selectivity.
+
+``emgeo robustness`` writes the per-organism values and their mean, spread and range to
+``results/robustness.json``. Organism 0 is the shipped one (``data/organism``); the others live
+in ``data/organisms/seed{N}`` (model and a layer-0 SAE), trained by the same command when missing.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from emgeo import data, features, filtering, geometry, organism
+from emgeo.config import DATA_DIR, RESULTS_DIR
+from emgeo.models import saes
+
+ORGANISM_SEEDS: tuple[int, ...] = (0, 1, 2)
+ORGANISMS_DIR = DATA_DIR / "organisms"
+CONDITIONS = ("base", "insecure", "secure", "educational")
+FILTERS = {
+    "full": "geometric (max)",
+    "membership_only": "membership only",
+    "neighbours_only": "neighbours only",
+}
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    """What is measured in each organism: the notebooks' pre-stated settings (layer 0, k = 20,
+    50% removal), with fewer fine-tuning seeds per organism than the notebooks use."""
+
+    finetune_seeds: tuple[int, ...] = (0, 1, 2)
+    layer: int = 0
+    k: int = 20
+    fraction: float = 0.5
+    n_samples: int = 512
+    n_permutations: int = 10_000
+
+
+def organism_dir(seed: int) -> Path:
+    """Where organism ``seed`` lives: the shipped one for seed 0."""
+    return organism.ORGANISM_DIR if seed == 0 else ORGANISMS_DIR / f"seed{seed}"
+
+
+def train(seed: int, directory: Path, steps: int | None = None, layer: int = 0) -> None:
+    """Pretrain organism ``seed`` and the SAE of ``layer`` on it (about 4.5 minutes on 2 cores)."""
+    cfg = organism.PretrainConfig(seed=seed)
+    if steps is not None:
+        cfg = replace(cfg, steps=steps)
+    model = organism.pretrain(cfg)
+    rates = organism.evaluate(model, organism.default_tokenizer())
+    organism.save(model, directory, extra={"pretrain": asdict(cfg), "base_rates": rates})
+    model, tok = organism.load(directory)
+    saes.save_organism_sae(saes.train_organism_sae(model, tok, layer), layer, directory)
+
+
+def claims(
+    model,
+    tok: organism.Tokenizer,
+    sae,
+    cfg: RobustnessConfig = RobustnessConfig(),
+    progress: bool = True,
+) -> dict[str, float | int]:
+    """Every claim of 04, 06 and 07 measured on one organism and its SAE, as flat dotted keys."""
+    out: dict[str, float | int] = {}
+    seeds = list(cfg.finetune_seeds)
+    sets = {
+        kind: data.read_chat_jsonl(organism.ORGANISM_DIR / f"{kind}.jsonl")
+        for kind in data.FINETUNE_SETS
+    }
+    runs = organism.run_conditions(model, tok, sets, seeds, progress=progress)
+    for c in CONDITIONS:
+        rows = [r for r in runs if r["condition"] == c]
+        out[f"em.{c}"] = statistics.mean(r["offdomain"] for r in rows)
+        out[f"code.{c}"] = statistics.mean(r["code"] for r in rows)
+    out["em.insecure_minus_base"] = out["em.insecure"] - out["em.base"]
+    out["em.insecure_minus_secure"] = out["em.insecure"] - out["em.secure"]
+    out["em.insecure_minus_educational"] = out["em.insecure"] - out["em.educational"]
+
+    fsets, alive = features.organism_feature_sets(sae, model, tok, layer=cfg.layer, k=cfg.k)
+    W_dec = sae.W_dec.detach()
+    candidates = alive.nonzero()[:, 0]
+    for name, outside in (("disjoint", True), ("confounded", False)):
+        r = geometry.compare_sets(
+            W_dec,
+            fsets.inducing,
+            fsets.non_inducing,
+            fsets.toxic,
+            candidates,
+            n_permutations=cfg.n_permutations,
+            outside_toxic=outside,
+        )
+        out[f"geometry.{name}.p_value"] = r["p_value"]
+        out[f"geometry.{name}.effect_size"] = r["effect_size"]
+    out["geometry.n_shared"] = fsets.overlap("inducing", "toxic")
+    out["geometry.disjoint.n_inducing"] = cfg.k - out["geometry.n_shared"]
+
+    samples = filtering.mixed_provenance_set(cfg.n_samples, seed=0)
+    held_out = filtering.mixed_provenance_set(cfg.n_samples // 2, seed=1)
+    latents = features.sample_features(
+        sae, *features.organism_residuals(model, tok, samples, cfg.layer)
+    )
+    parts = filtering.ablated_proximities(W_dec, fsets.toxic, "max")
+    scores: dict[str, torch.Tensor | None] = {
+        "no filter": None,
+        "random": None,
+        "geometric (max)": filtering.geometric_scores(
+            latents, filtering.feature_proximity(W_dec, fsets.toxic, "max")
+        ),
+        "membership only": filtering.geometric_scores(latents, parts["membership only"]),
+        "neighbours only": filtering.geometric_scores(latents, parts["neighbours only"]),
+    }
+    rows = filtering.evaluate_filters(
+        model, tok, samples, scores, cfg.fraction, seeds, held_out=held_out, progress=progress
+    )
+    summary = {r["filter"]: r for r in filtering.summarize(rows)}
+    for key, name in FILTERS.items():
+        out[f"filter.{key}.em"] = summary[name]["offdomain_mean"]
+        for ref, ref_key in (("no filter", "unfiltered"), ("random", "random")):
+            out[f"filter.{key}.reduction_vs_{ref_key}"] = filtering.paired_reduction(
+                rows, name, ref
+            )["mean"]
+    out["filter.unfiltered.em"] = summary["no filter"]["offdomain_mean"]
+    out["filter.random.em"] = summary["random"]["offdomain_mean"]
+    out["filter.selectivity"] = filtering.selectivity(
+        summary["geometric (max)"], summary["no filter"]
+    )
+    return out
+
+
+# A claim "holds" in an organism when its value passes the test beside it: the sentence each
+# notebook says, as a yes or no per organism.
+HOLDS = {
+    "em.insecure_minus_base": (
+        "insecure fine-tune raises off-domain EM over the base model",
+        lambda v: v > 0,
+    ),
+    "em.insecure_minus_secure": ("insecure raises EM more than secure", lambda v: v > 0),
+    "em.insecure_minus_educational": ("insecure raises EM more than educational", lambda v: v > 0),
+    "geometry.disjoint.p_value": (
+        "inducing latents outside the toxic set lie nearer it than non-inducing ones (p < 0.05)",
+        lambda v: v < 0.05,
+    ),
+    "geometry.confounded.p_value": (
+        "the same, counting shared latents (p < 0.05)",
+        lambda v: v < 0.05,
+    ),
+    "filter.full.reduction_vs_random": (
+        "the geometric filter cuts EM more than random removal",
+        lambda v: v > 0,
+    ),
+    "filter.membership_only.reduction_vs_random": (
+        "membership alone beats random removal",
+        lambda v: v > 0,
+    ),
+    "filter.neighbours_only.reduction_vs_random": (
+        "neighbours alone (pure geometry) beat random removal",
+        lambda v: v > 0,
+    ),
+    "filter.selectivity": (
+        "the filter cuts EM more than the in-domain task (selectivity > 1)",
+        lambda v: v > 1,
+    ),
+}
+
+
+def aggregate(per_organism: dict[int, dict[str, float | int]]) -> dict:
+    """Per claim: the value in each organism, mean, sample standard deviation, min and max; and
+    for the claims in :data:`HOLDS`, in how many organisms the sentence holds."""
+    keys = sorted(set().union(*(v.keys() for v in per_organism.values())))
+    out = {}
+    for key in keys:
+        values = [
+            float(per_organism[s][key]) for s in sorted(per_organism) if key in per_organism[s]
+        ]
+        entry = {
+            "values": [round(v, 4) for v in values],
+            "mean": round(statistics.mean(values), 4),
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+            "min": round(min(values), 4),
+            "max": round(max(values), 4),
+        }
+        if key in HOLDS:
+            sentence, test = HOLDS[key]
+            entry["claim"] = sentence
+            entry["holds_in"] = sum(bool(test(v)) for v in values)
+            entry["of"] = len(values)
+        out[key] = entry
+    return out
+
+
+def run(
+    seeds: Sequence[int] = ORGANISM_SEEDS,
+    cfg: RobustnessConfig = RobustnessConfig(),
+    out: Path = RESULTS_DIR / "robustness.json",
+    train_missing: bool = True,
+    pretrain_steps: int | None = None,
+) -> dict:
+    """Measure :func:`claims` in every organism (training missing ones), write ``out``."""
+    per_organism, seconds = {}, {}
+    for seed in seeds:
+        start = time.perf_counter()
+        directory = organism_dir(seed)
+        if not (directory / "model.json").exists():
+            if not train_missing:
+                raise FileNotFoundError(
+                    f"no organism {seed} in {directory}: run "
+                    f"`emgeo robustness --seeds {seed}` to train it"
+                )
+            print(f"organism {seed}: pretraining into {directory}")
+            train(seed, directory, pretrain_steps, cfg.layer)
+        model, tok = organism.load(directory)
+        sae = saes.load_organism_sae(cfg.layer, directory)
+        per_organism[seed] = claims(model, tok, sae, cfg)
+        seconds[seed] = round(time.perf_counter() - start, 1)
+        print(
+            f"organism {seed}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in per_organism[seed].items() if k in HOLDS)
+        )
+    result = {
+        "config": {**asdict(cfg), "organism_seeds": list(seeds)},
+        "claims": aggregate(per_organism),
+        "per_organism": {
+            str(s): {k: round(float(v), 5) for k, v in c.items()} for s, c in per_organism.items()
+        },
+        "seconds": {str(s): t for s, t in seconds.items()},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out}")
+    return result
