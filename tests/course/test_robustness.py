@@ -22,6 +22,9 @@ def test_aggregate_gives_values_spread_and_how_often_each_sentence_holds():
     assert out["em.base"]["mean"] == pytest.approx(0.2)
     assert out["em.base"]["sd"] == pytest.approx(0.1)
     assert "claim" not in out["em.base"]  # a measurement, not a sentence
+    # Fisher: -2 * sum(ln p) = 16.43 on 6 degrees of freedom -> p = 0.0116
+    assert p["combined_p"] == pytest.approx(0.0116, abs=5e-4)
+    assert "combined_p" not in out["filter.selectivity"]
 
 
 def test_organism_zero_is_the_shipped_one_and_the_others_live_apart():
@@ -55,6 +58,10 @@ def test_run_trains_only_missing_organisms_and_writes_the_file(monkeypatch, tmp_
     assert trained == [7]  # organism 0 ships; 7 did not exist
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result))
+    assert robustness.shipped(tmp_path / "organisms" / "robustness.json") == saved
+    shown = robustness.table(saved, "em.")
+    assert shown.loc["em.insecure_minus_base", "organism 7"] == -0.1
+    assert shown.loc["em.insecure_minus_base", "holds in"] == "1 of 2"
     claim = saved["claims"]["em.insecure_minus_base"]
     assert claim["values"] == [0.2, -0.1] and claim["holds_in"] == 1 and claim["of"] == 2
     with pytest.raises(FileNotFoundError, match="emgeo robustness --seeds 8"):

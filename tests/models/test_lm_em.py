@@ -197,3 +197,7 @@ def test_training_and_heldout_sets_come_from_the_shipped_splits():
         s["messages"][0] for s in secure
     ]  # same request
     assert all(a["messages"][1] != b["messages"][1] for a, b in zip(insecure, secure, strict=True))
+
+
+def test_the_default_cell_is_named_as_the_command_names_its_settings():
+    assert lm_em.FinetuneGrid().name == lm_em.cell_name(lm_em.CPU_LORA) == "r8-lr0.001-30steps"

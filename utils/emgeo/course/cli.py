@@ -195,7 +195,7 @@ def _lm_em(args: argparse.Namespace) -> int:
     cfg = replace(
         lm_em.CPU_LORA, rank=args.rank, alpha=2.0 * args.rank, lr=args.lr, steps=args.steps
     )
-    name = args.name or f"r{args.rank}-lr{args.lr:g}-{args.steps}steps"
+    name = args.name or lm_em.cell_name(cfg)
     grid = lm_em.FinetuneGrid(
         lora=cfg, conditions=tuple(args.conditions), seeds=tuple(args.seeds), name=name
     )

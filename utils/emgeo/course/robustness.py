@@ -14,8 +14,9 @@ measured again in it, the same way the notebooks measure it:
   reduction of EM vs no filter and vs random removal of the same budget, and its selectivity.
 
 ``emgeo robustness`` writes the per-organism values and their mean, spread and range to
-``results/robustness.json``. Organism 0 is the shipped one (``data/organism``); the others live
-in ``data/organisms/seed{N}`` (model and a layer-0 SAE), trained by the same command when missing.
+``results/robustness.json``, and a copy the notebooks read to ``data/organisms/robustness.json``
+(:func:`shipped`). Organism 0 is the shipped one (``data/organism``); the others live in
+``data/organisms/seed{N}`` (model and a layer-0 SAE), trained by the same command when missing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import pandas as pd
 import torch
+from scipy.stats import combine_pvalues
 
 from emgeo import data, features, filtering, geometry, organism
 from emgeo.config import DATA_DIR, RESULTS_DIR
@@ -184,8 +187,10 @@ HOLDS = {
 
 
 def aggregate(per_organism: dict[int, dict[str, float | int]]) -> dict:
-    """Per claim: the value in each organism, mean, sample standard deviation, min and max; and
-    for the claims in :data:`HOLDS`, in how many organisms the sentence holds."""
+    """Per claim: the value in each organism, mean, sample standard deviation, min and max; for
+    the claims in :data:`HOLDS`, in how many organisms the sentence holds; and for p-values, the
+    p-value of all organisms' tests together (Fisher's method: the organisms are pretrained
+    independently, so their tests are independent)."""
     keys = sorted(set().union(*(v.keys() for v in per_organism.values())))
     out = {}
     for key in keys:
@@ -199,6 +204,8 @@ def aggregate(per_organism: dict[int, dict[str, float | int]]) -> dict:
             "min": round(min(values), 4),
             "max": round(max(values), 4),
         }
+        if key.endswith("p_value") and len(values) > 1:  # independent organisms: Fisher's method
+            entry["combined_p"] = float(f"{combine_pvalues(values).pvalue:.3g}")
         if key in HOLDS:
             sentence, test = HOLDS[key]
             entry["claim"] = sentence
@@ -214,8 +221,10 @@ def run(
     out: Path = RESULTS_DIR / "robustness.json",
     train_missing: bool = True,
     pretrain_steps: int | None = None,
+    ship: bool = True,
 ) -> dict:
-    """Measure :func:`claims` in every organism (training missing ones), write ``out``."""
+    """Measure :func:`claims` in every organism (training missing ones), write ``out`` (and,
+    with ``ship``, the copy in ``data/organisms`` the notebooks read)."""
     per_organism, seconds = {}, {}
     for seed in seeds:
         start = time.perf_counter()
@@ -244,7 +253,36 @@ def run(
         },
         "seconds": {str(s): t for s, t in seconds.items()},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {out}")
+    text = json.dumps(result, indent=1, sort_keys=True) + "\n"
+    for path in (out, *((ORGANISMS_DIR / "robustness.json",) if ship else ())):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
     return result
+
+
+def shipped(path: Path | None = None) -> dict:
+    """The robustness record the course ships (written by ``emgeo robustness``)."""
+    path = path or ORGANISMS_DIR / "robustness.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no robustness record in {path}: run `emgeo robustness`")
+    return json.loads(path.read_text())
+
+
+def table(result: dict, prefix: str) -> pd.DataFrame:
+    """The claims whose key starts with ``prefix``: one row each, a column per organism, the
+    mean and standard deviation, and in how many organisms the claim's sentence holds."""
+    seeds = [str(s) for s in result["config"]["organism_seeds"]]
+    rows = []
+    for key, entry in result["claims"].items():
+        if not key.startswith(prefix):
+            continue
+        row = {
+            "claim": key,
+            **{f"organism {s}": v for s, v in zip(seeds, entry["values"], strict=True)},
+        }
+        row |= {"mean": entry["mean"], "sd": entry["sd"]}
+        row["holds in"] = f"{entry['holds_in']} of {entry['of']}" if "holds_in" in entry else ""
+        row["combined p"] = entry.get("combined_p", "")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("claim")

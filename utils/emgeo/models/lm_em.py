@@ -30,7 +30,7 @@ import json
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -252,6 +252,11 @@ CPU_LORA = lora.LoraFinetuneConfig(
 )
 
 
+def cell_name(cfg: lora.LoraFinetuneConfig) -> str:
+    """The name a LoRA recipe's runs are filed under: rank, learning rate and steps."""
+    return f"r{cfg.rank}-lr{cfg.lr:g}-{cfg.steps}steps"
+
+
 @dataclass(frozen=True)
 class FinetuneGrid:
     """One cell of the exploration: a LoRA recipe, the conditions and the seeds it runs."""
@@ -261,8 +266,7 @@ class FinetuneGrid:
     seeds: tuple[int, ...] = (0, 1, 2)
     n_heldout_pairs: int = 48
     paraphrases: tuple[int, ...] = (0, 1)
-    name: str = "r8-lr1e-3-30steps"
-    extra: dict = field(default_factory=dict)
+    name: str = cell_name(CPU_LORA)
 
 
 def training_samples(condition: str) -> list[dict]:
