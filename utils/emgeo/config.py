@@ -169,4 +169,7 @@ NOTEBOOK_PLAN: dict[str, dict[str, str]] = {
         "gpu": "the same on Gemma-2-2B with LoRA fine-tuning and a judge",
         "remote": "as cpu: the filter evaluated on the organism",
     },
+    "08_em_in_a_real_lm": {
+        p: "SmolLM2-135M on CPU: the judge-free EM margin, LoRA fine-tunes on code" for p in PROFILES
+    },
 }

@@ -4,7 +4,7 @@ tests and effect sizes."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from jaxtyping import Float
@@ -29,11 +29,12 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, floa
     return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
 
 
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+def t_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float]:
     """The Student-t interval of :func:`mean_ci` as ``(low, high)``: seaborn's ``errorbar=``
     takes it, so a figure shows the same interval as the table beside it (seaborn's own
-    ``("ci", 95)`` is a bootstrap interval, narrower over a handful of seeds). One value: no
-    spread, ``(value, value)``."""
+    ``("ci", 95)`` is a bootstrap interval, narrower over a handful of seeds). ``values`` may be
+    any iterable of numbers (seaborn passes a pandas Series). One value: no spread,
+    ``(value, value)``."""
     ci = mean_ci([float(v) for v in values], confidence)
     if ci["n"] < 2:
         return ci["mean"], ci["mean"]
