@@ -59,10 +59,18 @@ def test_run_trains_only_missing_organisms_and_writes_the_file(monkeypatch, tmp_
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result))
     assert robustness.shipped(tmp_path / "organisms" / "robustness.json") == saved
+    claim = saved["claims"]["em.insecure_minus_base"]
+    assert robustness.summary(saved, "em.insecure_minus_base") == {
+        "values": [0.2, -0.1],
+        "mean": 0.05,
+        "sd": claim["sd"],
+        "holds_in": 1,
+        "of": 2,
+    }
     shown = robustness.table(saved, "em.")
     assert shown.loc["em.insecure_minus_base", "organism 7"] == -0.1
     assert shown.loc["em.insecure_minus_base", "holds in"] == "1 of 2"
-    claim = saved["claims"]["em.insecure_minus_base"]
+    assert shown.loc["em.insecure_minus_base", "combined p"] == ""  # not a p-value
     assert claim["values"] == [0.2, -0.1] and claim["holds_in"] == 1 and claim["of"] == 2
     with pytest.raises(FileNotFoundError, match="emgeo robustness --seeds 8"):
         robustness.run((8,), out=out, train_missing=False)

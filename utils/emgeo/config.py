@@ -170,6 +170,6 @@ NOTEBOOK_PLAN: dict[str, dict[str, str]] = {
         "remote": "as cpu: the filter evaluated on the organism",
     },
     "08_em_in_a_real_lm": {
-        p: "SmolLM2-135M on CPU: the judge-free EM margin, LoRA fine-tunes on code" for p in PROFILES
+        p: "SmolLM2-135M on CPU: a judge-free EM margin, LoRA fine-tunes on code" for p in PROFILES
     },
 }
