@@ -269,6 +269,14 @@ def shipped(path: Path | None = None) -> dict:
     return json.loads(path.read_text())
 
 
+def summary(result: dict, key: str) -> dict:
+    """One claim in brief, for a notebook to record: the per-organism values, mean, standard
+    deviation, and (where they exist) in how many organisms it holds and the combined p-value."""
+    entry = result["claims"][key]
+    keep = ("values", "mean", "sd", "holds_in", "of", "combined_p")
+    return {k: entry[k] for k in keep if k in entry}
+
+
 def table(result: dict, prefix: str) -> pd.DataFrame:
     """The claims whose key starts with ``prefix``: one row each, a column per organism, the
     mean and standard deviation, and in how many organisms the claim's sentence holds."""
@@ -283,6 +291,6 @@ def table(result: dict, prefix: str) -> pd.DataFrame:
         }
         row |= {"mean": entry["mean"], "sd": entry["sd"]}
         row["holds in"] = f"{entry['holds_in']} of {entry['of']}" if "holds_in" in entry else ""
-        row["combined p"] = entry.get("combined_p", "")
+        row["combined p"] = f"{entry['combined_p']:.2g}" if "combined_p" in entry else ""
         rows.append(row)
     return pd.DataFrame(rows).set_index("claim")
