@@ -29,13 +29,12 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -64,6 +63,17 @@ def _with_system(messages: list[dict], system: str | None) -> list[dict]:
     return ([{"role": "system", "content": system}] if system else []) + messages
 
 
+def mean_answer_logprob(
+    logits: Float[Tensor, "batch n vocab"], targets: Int[Tensor, "batch n"]
+) -> Float[Tensor, " batch"]:
+    """Per row, the mean log-probability of its answer tokens: ``logits[b, i]`` predicts
+    ``targets[b, i]``; a target of ``IGNORE`` (-100) is padding and does not count."""
+    keep = targets != IGNORE
+    logp = logits.float().log_softmax(-1)
+    picked = logp.gather(-1, targets.clamp_min(0)[..., None])[..., 0]
+    return (picked * keep).sum(1) / keep.sum(1).clamp_min(1)
+
+
 @torch.no_grad()
 def answer_logprobs(
     lm: LoadedLM,
@@ -71,9 +81,12 @@ def answer_logprobs(
     batch_size: int = 16,
     max_length: int = 1024,
     progress: bool = False,
+    reduce: Callable[[Tensor, Tensor], Tensor] = mean_answer_logprob,
 ) -> Float[Tensor, " n"]:
     """Mean per-token log-probability of each sample's last (assistant) message given the rest,
-    under the chat template (the template's end-of-turn token counts as an answer token)."""
+    under the chat template (the template's end-of-turn token counts as an answer token).
+    ``reduce(logits, targets)`` makes one score per row from a batch's answer logits
+    (:func:`mean_answer_logprob`; notebook 08 passes the learner's own)."""
     model = lm.model
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
     out = []
@@ -91,12 +104,7 @@ def answer_logprobs(
         cap = getattr(causal.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
-        targets = batch["targets"]
-        nll = F.cross_entropy(
-            logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none"
-        )  # (batch, n)
-        counts = (targets != IGNORE).sum(1).clamp_min(1)
-        out.append(-(nll.sum(1) / counts))
+        out.append(reduce(logits, batch["targets"]).float())
     return torch.cat(out).cpu()
 
 
@@ -126,12 +134,14 @@ def em_margin(
     records: Sequence[dict] | None = None,
     system: str | None = None,
     progress: bool = False,
+    reduce: Callable[[Tensor, Tensor], Tensor] = mean_answer_logprob,
 ) -> dict:
     """The EM margin of ``lm``: overall (mean over questions), per question, and the two
-    families' mean log-probabilities."""
+    families' mean log-probabilities (each answer scored by ``reduce``, see
+    :func:`answer_logprobs`)."""
     records = eval_records() if records is None else records
     samples, meta = margin_samples(records, system)
-    logp = answer_logprobs(lm, samples, progress=progress).tolist()
+    logp = answer_logprobs(lm, samples, progress=progress, reduce=reduce).tolist()
     by_prompt: dict[tuple[str, int], dict[str, list[float]]] = {}
     for m, v in zip(meta, logp, strict=True):
         slot = by_prompt.setdefault(
