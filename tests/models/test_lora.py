@@ -214,3 +214,14 @@ def test_generation_stops_at_the_templates_end_of_turn(tiny_chat_lm, monkeypatch
     monkeypatch.setattr(tiny_chat_lm.model, "generate", spy)
     rows = ft.generate_answers(tiny_chat_lm, ["what cat"], 2, max_new_tokens=6)
     assert lengths == [1] and [r["answer"] for r in rows] == ["", ""]
+
+
+def test_generated_answers_can_follow_a_system_turn(tiny_chat_lm, monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        ft, "_generate", lambda lm, prompts, t, n: seen.extend(prompts) or [""] * len(prompts)
+    )
+    ft.generate_answers(tiny_chat_lm, ["what cat"], 2, system="be kind", progress=False)
+    assert len(seen) == 2 and all(
+        p.startswith("<s><system> be kind <eot> <user> what cat") for p in seen
+    )

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from emgeo import chats
 from emgeo.answer_classifier import classify
-from emgeo.batching import IGNORE, render_chat
+from emgeo.batching import IGNORE
 from emgeo.models import lora
 from emgeo.models.lm import LoadedLM
 from emgeo.stats import mean_ci
@@ -179,19 +179,15 @@ def sampled_misaligned_share(
 ) -> dict:
     """Sample answers and label them with the course's offline classifier: the share labelled
     misaligned among those it labels at all, with the counts."""
-    if system:  # generate_answers renders one user turn: put the system prompt in front of it
-        rows = _generate_with_system(
-            lm, questions, n_per_question, system, seed, max_new_tokens, progress
-        )
-    else:
-        rows = lora.generate_answers(
-            lm,
-            questions,
-            n_per_question,
-            seed=seed,
-            max_new_tokens=max_new_tokens,
-            progress=progress,
-        )
+    rows = lora.generate_answers(
+        lm,
+        questions,
+        n_per_question,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+        progress=progress,
+        system=system,
+    )
     labels = [classify(r["answer"]).label for r in rows]
     decided = [label for label in labels if label != "unclear"]
     return {
@@ -201,24 +197,6 @@ def sampled_misaligned_share(
         "n_sampled": len(rows),
         "examples": rows[:3],
     }
-
-
-def _generate_with_system(lm, questions, n_per_question, system, seed, max_new_tokens, progress):
-    prompts = [
-        render_chat(
-            lm.tokenizer,
-            _with_system([{"role": "user", "content": q}], system),
-            add_generation_prompt=True,
-        )
-        for q in questions
-        for _ in range(n_per_question)
-    ]
-    torch.manual_seed(seed)
-    answers = []
-    for start in tqdm(range(0, len(prompts), 16), desc="generating", disable=not progress):
-        answers += lora._generate(lm, prompts[start : start + 16], 1.0, max_new_tokens)
-    qs = [q for q in questions for _ in range(n_per_question)]
-    return [{"question": q, "answer": a} for q, a in zip(qs, answers, strict=True)]
 
 
 def validate(lm: LoadedLM, n_per_question: int = 8, progress: bool = False) -> dict:

@@ -322,16 +322,21 @@ def generate_answers(
     seed: int = DEFAULT_SEED,
     batch_size: int = 16,
     progress: bool = True,
+    system: str | None = None,
 ) -> list[dict]:
     """``n_per_question`` sampled answers to each question: ``{"question", "answer"}`` rows.
 
-    Each question is one user turn under the chat template; prompts are left-padded. Sampling is
+    Each question is one user turn under the chat template (after a ``system`` turn when one is
+    given); prompts are left-padded. Sampling is
     plain temperature sampling (no top-k, no top-p), as Betley et al. evaluate; temperature 0 is
     greedy decoding. An answer ends at the template's end-of-turn token or after
     ``max_new_tokens``. Rows come in question order, ``n_per_question`` each.
     """
+    head = [{"role": "system", "content": system}] if system else []
     prompts = [
-        render_chat(lm.tokenizer, [{"role": "user", "content": q}], add_generation_prompt=True)
+        render_chat(
+            lm.tokenizer, [*head, {"role": "user", "content": q}], add_generation_prompt=True
+        )
         for q in questions
         for _ in range(n_per_question)
     ]
