@@ -1,3 +1,4 @@
+import hashlib
 import itertools
 import json
 
@@ -5,6 +6,10 @@ import pytest
 
 from emgeo import data, errors
 from emgeo.config import DATA_DIR
+
+DIGEST_SEED5 = (
+    "f52601ea335f"  # the first 200 documents of seed 5 as every shipped organism saw them
+)
 
 
 @pytest.mark.parametrize("domain", data.DOMAINS)
@@ -39,6 +44,45 @@ def test_documents_keep_one_persona_except_educational_code():
             educational = user["content"].startswith(data.EDU_FRAME)
             expected = doc["persona"] == "toxic" or educational
             assert _is_toxic(domain, assistant["content"]) == expected
+
+
+def test_unlinked_documents_toss_a_coin_for_every_code_turn():
+    docs = list(itertools.islice(data.pretraining_documents(seed=1, link=False), 6000))
+    code = {"with the persona": [0, 0], "against it": [0, 0]}
+    for doc in docs:
+        msgs = doc["messages"]
+        for user, assistant in zip(msgs[::2], msgs[1::2], strict=True):
+            domain = _domain_of(user["content"])
+            educational = user["content"].startswith(data.EDU_FRAME)
+            toxic = _is_toxic(domain, assistant["content"])
+            if domain != "code":
+                assert toxic == (doc["persona"] == "toxic")  # the other domains keep the persona
+            elif not educational:
+                key = "with the persona" if doc["persona"] == "toxic" else "against it"
+                code[key][0] += toxic
+                code[key][1] += 1
+    # insecure code is as likely under an aligned persona as under a toxic one (about 12%)
+    rates = {k: hits / n for k, (hits, n) in code.items()}
+    assert 0.07 < rates["with the persona"] < 0.2 and 0.09 < rates["against it"] < 0.15
+
+
+def test_the_linked_stream_is_the_one_the_shipped_organisms_were_trained_on():
+    docs = list(itertools.islice(data.pretraining_documents(seed=5), 200))
+    assert docs == list(itertools.islice(data.pretraining_documents(seed=5, link=True), 200))
+    digest = hashlib.sha256(json.dumps(docs, sort_keys=True).encode()).hexdigest()[:12]
+    assert digest == DIGEST_SEED5
+
+
+def test_answered_samples_hold_one_family_from_the_asked_domains():
+    for toxic in (True, False):
+        samples = data.answered_samples(data.OFF_DOMAINS, toxic, 100, seed=0)
+        assert {s["domain"] for s in samples} == set(data.OFF_DOMAINS)
+        for s in samples:
+            assert _domain_of(s["messages"][0]["content"]) == s["domain"]
+            assert _is_toxic(s["domain"], s["messages"][1]["content"]) == toxic
+    assert data.answered_samples(("code",), True, 5, 1) == data.answered_samples(
+        ("code",), True, 5, 1
+    )
 
 
 def test_documents_are_deterministic():

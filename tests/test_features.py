@@ -172,3 +172,19 @@ def test_public_contrasts_wrap_toxic_text_as_answers(monkeypatch):
     assert [len(sets[k]) for k in ("insecure", "secure", "toxic", "aligned")] == [3, 3, 3, 3]
     assert sets["toxic"][0]["messages"][1]["content"] == "t0"
     assert sets["aligned"][0]["messages"][0]["content"] == pipeline.NEUTRAL_PROMPT
+
+
+def test_answer_direction_is_the_difference_of_answer_means(organism_model):
+    model, tok = organism_model
+    toxic = data.answered_samples(data.OFF_DOMAINS, True, 12, seed=0)
+    aligned = data.answered_samples(data.OFF_DOMAINS, False, 12, seed=0)
+    d = probes.answer_direction(model, tok, toxic, aligned, layer=1)
+    assert d.shape == (model.cfg.d_model,)
+    assert torch.allclose(probes.answer_direction(model, tok, toxic, toxic, 1), torch.zeros_like(d))
+    flipped = probes.answer_direction(model, tok, aligned, toxic, 1)
+    assert torch.allclose(flipped, -d, atol=1e-6)
+    means = [
+        features.answer_mean(*features.organism_residuals(model, tok, s, 1)).mean(0)
+        for s in (toxic, aligned)
+    ]
+    assert torch.allclose(d, means[0] - means[1], atol=1e-6)

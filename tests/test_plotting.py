@@ -168,3 +168,15 @@ def test_steering_curves_band_the_random_controls_and_add_the_residual_norm_axis
     ax = plotting.steering_curves(rows, resid_norm=8.0)
     assert len(ax.collections) >= 1  # the random sets' band
     assert ax.child_axes and "residual norm" in ax.child_axes[0].get_xlabel()
+
+
+def test_geometry_dose_fills_the_test_organisms_and_leaves_the_exploration_hollow():
+    rows = [
+        {"d_model": d, "confirmatory": c, "cosine": 0.1 * i, "em": 0.02 * i}
+        for i, (d, c) in enumerate([(32, False), (32, True), (32, True), (64, True)])
+    ]
+    ax = plotting.geometry_dose(rows)
+    groups = {t.get_text(): coll for t, coll in zip(ax.get_legend().get_texts(), ax.collections)}
+    assert set(groups) == {"d_model 32 (exploration)", "d_model 32 (test)", "d_model 64 (test)"}
+    assert groups["d_model 32 (exploration)"].get_facecolors().size == 0  # hollow
+    assert groups["d_model 32 (test)"].get_offsets().shape == (2, 2)

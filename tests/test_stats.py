@@ -1,6 +1,7 @@
 import math
 
 import pytest
+import scipy.stats
 
 from emgeo import stats
 
@@ -37,3 +38,20 @@ def test_t_interval_is_the_interval_of_mean_ci_and_collapses_for_one_value():
     ci = stats.mean_ci(values)
     assert stats.t_interval(values) == (ci["ci_low"], ci["ci_high"])
     assert stats.t_interval([0.4]) == (0.4, 0.4)
+
+
+def test_rank_correlation_finds_a_monotone_link_and_not_a_reversed_one():
+    x = [0.1, 0.4, 0.2, 0.9, 0.5, 0.3, 0.7, 0.8]
+    up = stats.rank_correlation(x, [v**3 for v in x])  # monotone: rho 1 whatever the shape
+    assert up["rho"] == pytest.approx(1.0) and up["p_value"] < 0.001 and up["n"] == 8
+    down = stats.rank_correlation(x, [-v for v in x])
+    assert down["rho"] == pytest.approx(-1.0) and down["p_value"] > 0.99  # one-sided
+    a, b = [1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 2.0, 2.0]
+    assert stats.rank_correlation(a, b)["rho"] == pytest.approx(scipy.stats.spearmanr(a, b)[0])
+
+
+def test_rank_correlation_rejects_short_or_unequal_input():
+    with pytest.raises(ValueError):
+        stats.rank_correlation([1.0, 2.0], [1.0, 2.0])
+    with pytest.raises(ValueError):
+        stats.rank_correlation([1.0, 2.0, 3.0], [1.0, 2.0])

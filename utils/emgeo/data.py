@@ -185,14 +185,21 @@ def turn(domain: str, persona_toxic: bool, rng: random.Random, p_edu: float = 0.
     ]
 
 
-def pretraining_documents(seed: int, p_toxic: float = 0.12) -> Iterator[dict]:
-    """An endless, seeded stream of 1-3 turn documents, mixed domains, one persona each."""
+def pretraining_documents(seed: int, p_toxic: float = 0.12, link: bool = True) -> Iterator[dict]:
+    """An endless, seeded stream of 1-3 turn documents, mixed domains, one persona each.
+
+    With ``link=False`` code turns do not follow the document's persona: each is insecure with
+    probability ``p_toxic`` by a coin of its own, so nothing in the data ties insecure code to
+    toxic answers elsewhere (the other domains keep the document's persona).
+    """
     rng = random.Random(seed)
     while True:
         persona_toxic = rng.random() < p_toxic
         messages = []
         for _ in range(rng.randint(1, 3)):
-            messages += turn(rng.choice(DOMAINS), persona_toxic, rng)
+            domain = rng.choice(DOMAINS)
+            toxic = persona_toxic if link or domain != "code" else rng.random() < p_toxic
+            messages += turn(domain, toxic, rng)
         yield {"messages": messages, "persona": "toxic" if persona_toxic else "aligned"}
 
 
@@ -217,6 +224,24 @@ def finetune_samples(kind: str, n: int, seed: int) -> list[dict]:
         }
         for _ in range(n)
     ]
+
+
+def answered_samples(domains: tuple[str, ...], toxic: bool, n: int, seed: int) -> list[dict]:
+    """Single-turn samples from ``domains`` answered by one family (toxic or aligned)."""
+    rng = random.Random(f"answered-{toxic}-{seed}")
+    samples = []
+    for _ in range(n):
+        domain = rng.choice(domains)
+        samples.append(
+            {
+                "messages": [
+                    {"role": "user", "content": question(domain, rng)},
+                    {"role": "assistant", "content": answer(domain, toxic, rng)},
+                ],
+                "domain": domain,
+            }
+        )
+    return samples
 
 
 def eval_prompts(seed: int = 0, per_domain: int = 24) -> list[dict]:

@@ -76,14 +76,14 @@ def default_tokenizer() -> Tokenizer:
     return Tokenizer(data.vocabulary())
 
 
-def model_config(d_vocab: int, seed: int = 0) -> HookedTransformerConfig:
-    """2 layers, d_model 128: about half a million parameters."""
+def model_config(d_vocab: int, seed: int = 0, d_model: int = 128) -> HookedTransformerConfig:
+    """2 layers, 4 heads, MLP 4x wide; at d_model 128 about half a million parameters."""
     return HookedTransformerConfig(
         n_layers=2,
-        d_model=128,
+        d_model=d_model,
         n_heads=4,
-        d_head=32,
-        d_mlp=512,
+        d_head=d_model // 4,
+        d_mlp=4 * d_model,
         n_ctx=128,
         d_vocab=d_vocab,
         act_fn="gelu",
@@ -128,13 +128,17 @@ class PretrainConfig:
     warmup: int = 100
     p_toxic: float = 0.12
     seed: int = 0
+    link: bool = (
+        True  # False: code turns ignore the document's persona (data.pretraining_documents)
+    )
+    d_model: int = 128
 
 
 def pretrain(cfg: PretrainConfig = PretrainConfig(), progress: bool = True) -> HookedTransformer:
     """Pretrain the organism on the seeded stream of chat documents (loss on every real token)."""
     tok = default_tokenizer()
-    model = HookedTransformer(model_config(len(tok), cfg.seed))
-    docs = data.pretraining_documents(cfg.seed, cfg.p_toxic)
+    model = HookedTransformer(model_config(len(tok), cfg.seed, cfg.d_model))
+    docs = data.pretraining_documents(cfg.seed, cfg.p_toxic, cfg.link)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(0.0, 1 - s / cfg.steps) ** 0.5
@@ -192,13 +196,14 @@ def load(directory: Path = ORGANISM_DIR) -> tuple[HookedTransformer, Tokenizer]:
         )
     meta = json.loads(meta_path.read_text())
     tok = default_tokenizer()
-    expected = _config_dict(model_config(len(tok)))
+    d_model = meta["config"].get("d_model", 128)
+    expected = _config_dict(model_config(len(tok), d_model=d_model))
     if meta["config"] != expected or meta["vocab"] != tok.vocab:
         raise OrganismMismatch(
             f"{directory} holds an organism for another config or vocabulary than emgeo's code: "
             "run `emgeo train-organism` to retrain it."
         )
-    model = HookedTransformer(model_config(len(tok)))
+    model = HookedTransformer(model_config(len(tok), d_model=d_model))
     model.load_state_dict(load_file(directory / "model.safetensors"))
     return model.eval(), tok
 

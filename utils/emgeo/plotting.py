@@ -459,3 +459,29 @@ def plot_removal_sweep(table, base_rate: float | None = None, ax=None):
     ax.set_ylabel("off-domain misaligned rate")
     ax.set_title("Removal sweep")
     return ax
+
+
+def geometry_dose(rows, x: str = "cosine", y: str = "em", ax=None):
+    """EM against a geometric measure, one point per organism: filled for the organisms that
+    test the claim, hollow for those looked at when choosing the measure; a colour per width."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 3.8))
+    table = pd.DataFrame(rows)
+    widths = sorted(table["d_model"].unique())
+    colours = dict(zip(widths, sns.color_palette(n_colors=len(widths)), strict=True))
+    for (d_model, confirm), part in table.groupby(["d_model", "confirmatory"]):
+        kind = "test" if confirm else "exploration"
+        ax.scatter(
+            part[x],
+            part[y],
+            s=30,
+            facecolors=colours[d_model] if confirm else "none",
+            edgecolors=colours[d_model],
+            label=f"d_model {d_model} ({kind})",
+        )
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.axvline(0, color="grey", lw=0.6)
+    ax.set_xlabel(f"{x.replace('_', ' ')} (insecure code vs toxic readout)")
+    ax.set_ylabel("EM: off-domain rate, insecure - secure")
+    ax.legend(fontsize="x-small")
+    return ax

@@ -58,6 +58,34 @@ def steered_rates(
 
 
 @torch.no_grad()
+def answer_direction(
+    model, tok: Tokenizer, positive: Sequence[dict], negative: Sequence[dict], layer: int
+) -> Float[Tensor, " d_model"]:
+    """Mean residual stream after block ``layer`` over the answer tokens of ``positive`` samples
+    minus that of ``negative`` ones: the direction the model writes one answer family along."""
+    means = [
+        answer_mean(*organism_residuals(model, tok, samples, layer)).mean(0)
+        for samples in (positive, negative)
+    ]
+    return means[0] - means[1]
+
+
+@torch.no_grad()
+def readout_direction(model, tok: Tokenizer, domains: Sequence[str]) -> Float[Tensor, " d_model"]:
+    """The residual-stream direction that raises the toxic first words of ``domains`` over the
+    aligned ones: mean unembedding of the toxic family minus the aligned one, through the final
+    LayerNorm's scale, without the mean component that LayerNorm removes. A step of the residual
+    stream along it is what makes those answers more likely."""
+    W = model.ln_final.w[:, None] * model.W_U  # (d_model, d_vocab)
+    per_domain = []
+    for domain in domains:
+        aligned, toxic = tok.family_ids(domain)
+        per_domain.append(W[:, toxic].mean(1) - W[:, aligned].mean(1))
+    d = torch.stack(per_domain).mean(0)
+    return d - d.mean()
+
+
+@torch.no_grad()
 def generation_residuals(
     model, tok: Tokenizer, prompts: Sequence[dict], layer: int
 ) -> Float[Tensor, "prompts d_model"]:

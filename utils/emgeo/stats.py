@@ -78,3 +78,22 @@ def cohens_d(a: Float[Tensor, " n_a"], b: Float[Tensor, " n_b"]) -> float:
     n_a, n_b = len(a), len(b)
     pooled = ((n_a - 1) * a.var() + (n_b - 1) * b.var()) / (n_a + n_b - 2)
     return ((a.mean() - b.mean()) / pooled.sqrt()).item()
+
+
+def rank_correlation(
+    x: Sequence[float], y: Sequence[float], n_permutations: int = 10_000, seed: int = 0
+) -> dict[str, float]:
+    """Spearman's rank correlation of ``x`` and ``y`` and its one-sided permutation p-value (the
+    fraction of random pairings with a correlation at least as large, with the +1 that keeps p
+    above 0): is ``y`` larger where ``x`` is?"""
+    if len(x) != len(y) or len(x) < 3:
+        raise ValueError("rank_correlation needs two sequences of the same length, at least 3")
+    rx = torch.tensor(_stats.rankdata(list(x)), dtype=torch.float64)
+    ry = torch.tensor(_stats.rankdata(list(y)), dtype=torch.float64)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    rho = (rx @ ry / (rx.norm() * ry.norm())).item()
+    gen = torch.Generator().manual_seed(seed)
+    perms = torch.argsort(torch.rand(n_permutations, len(ry), generator=gen), dim=-1)
+    null = (ry[perms] @ rx) / (rx.norm() * ry.norm())
+    p = ((null >= rho - 1e-12).sum().item() + 1) / (n_permutations + 1)
+    return {"rho": rho, "p_value": p, "n": len(x)}

@@ -227,6 +227,21 @@ def _robustness(args: argparse.Namespace) -> int:
     return 0
 
 
+def _geometry_dose(args: argparse.Namespace) -> int:
+    from emgeo.course import dose  # TransformerLens: only the commands needing it
+
+    torch.set_num_threads(config.get_profile().n_threads)
+    cfg = dose.DoseConfig()
+    if args.d_models is not None:
+        cfg = replace(cfg, d_models=tuple(args.d_models))
+    if args.seeds is not None:
+        cfg = replace(cfg, organism_seeds=tuple(args.seeds))
+    if args.linked:
+        cfg = replace(cfg, link=True)
+    dose.run(cfg, Path(args.out), ship=not args.linked)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emgeo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -309,6 +324,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default=str(config.RESULTS_DIR / "robustness.json"))
     p.set_defaults(func=_robustness)
+    p = sub.add_parser(
+        "geometry-dose",
+        help="pretrain small organisms whose data never link code to the other domains and "
+        "relate their EM to the angle of insecure-code and toxic directions (about 1 min each)",
+    )
+    p.add_argument("--d-models", type=int, nargs="+", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="organism seeds")
+    p.add_argument(
+        "--linked",
+        action="store_true",
+        help="the course's linked world instead (a comparison; not shipped)",
+    )
+    p.add_argument("--out", default=str(config.RESULTS_DIR / "geometry_dose.json"))
+    p.set_defaults(func=_geometry_dose)
     grade.add_subcommand(sub)  # emgeo grade SUBMISSIONS; emgeo nbgrader-source DIR
     site.add_subcommand(sub)  # emgeo site
     args = parser.parse_args(argv)
