@@ -49,7 +49,7 @@ FILTERS = {
 @dataclass(frozen=True)
 class RobustnessConfig:
     """What is measured in each organism: the notebooks' pre-stated settings (layer 0, k = 20,
-    50% removal), with fewer fine-tuning seeds per organism than the notebooks use."""
+    50% removal), with three fine-tuning seeds per condition and filter, as notebook 07 uses."""
 
     finetune_seeds: tuple[int, ...] = (0, 1, 2)
     layer: int = 0
