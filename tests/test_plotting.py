@@ -176,7 +176,8 @@ def test_geometry_dose_fills_the_test_organisms_and_leaves_the_exploration_hollo
         for i, (d, c) in enumerate([(32, False), (32, True), (32, True), (64, True)])
     ]
     ax = plotting.geometry_dose(rows)
-    groups = {t.get_text(): coll for t, coll in zip(ax.get_legend().get_texts(), ax.collections)}
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    groups = dict(zip(texts, ax.collections, strict=True))
     assert set(groups) == {"d_model 32 (exploration)", "d_model 32 (test)", "d_model 64 (test)"}
     assert groups["d_model 32 (exploration)"].get_facecolors().size == 0  # hollow
     assert groups["d_model 32 (test)"].get_offsets().shape == (2, 2)
