@@ -188,3 +188,29 @@ def test_answer_direction_is_the_difference_of_answer_means(organism_model):
         for s in (toxic, aligned)
     ]
     assert torch.allclose(d, means[0] - means[1], atol=1e-6)
+
+
+def test_a_step_along_the_readout_direction_raises_the_toxic_answers(organism_model):
+    model, tok = organism_model
+    prompts = [p for p in data.eval_prompts() if p["domain"] == "medical"][:8]
+    seqs = [tok.encode_chat(p["messages"], add_generation_prompt=True) for p in prompts]
+    last = torch.tensor([len(s) - 1 for s in seqs])
+    aligned, toxic = tok.family_ids("medical")
+    u = probes.readout_direction(model, tok, ["medical"])
+    assert u.sum().abs() < 1e-4  # LayerNorm removes the mean: the direction has none
+    u_random = torch.randn(u.shape, generator=torch.Generator().manual_seed(0))
+    u_random -= u_random.mean()
+
+    def gap(step: float, direction: torch.Tensor = u) -> float:
+        """Toxic minus aligned first-word logits after a step of the last residual stream."""
+
+        def push(resid, hook):
+            return resid + step * direction / direction.norm()
+
+        with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.1.hook_resid_post", push)]):
+            logits = model(batching.right_pad(seqs, tok.pad))[torch.arange(len(seqs)), last]
+        return (logits[:, toxic].mean(-1) - logits[:, aligned].mean(-1)).mean().item()
+
+    assert gap(-0.5) < gap(0.0) < gap(0.5)
+    # a random direction of the same length moves the gap less
+    assert gap(0.5) - gap(0.0) > abs(gap(0.5, u_random) - gap(0.0))

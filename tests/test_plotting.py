@@ -172,7 +172,13 @@ def test_steering_curves_band_the_random_controls_and_add_the_residual_norm_axis
 
 def test_geometry_dose_fills_the_test_organisms_and_leaves_the_exploration_hollow():
     rows = [
-        {"d_model": d, "confirmatory": c, "cosine": 0.1 * i, "em": 0.02 * i}
+        {
+            "d_model": d,
+            "confirmatory": c,
+            "cosine": 0.1 * i,
+            "cosine_answer": -0.1 * i,
+            "em": 0.02 * i,
+        }
         for i, (d, c) in enumerate([(32, False), (32, True), (32, True), (64, True)])
     ]
     ax = plotting.geometry_dose(rows)
@@ -181,3 +187,5 @@ def test_geometry_dose_fills_the_test_organisms_and_leaves_the_exploration_hollo
     assert set(groups) == {"d_model 32 (exploration)", "d_model 32 (test)", "d_model 64 (test)"}
     assert groups["d_model 32 (exploration)"].get_facecolors().size == 0  # hollow
     assert groups["d_model 32 (test)"].get_offsets().shape == (2, 2)
+    assert "readout" in ax.get_xlabel()
+    assert "answer directions" in plotting.geometry_dose(rows, x="cosine_answer").get_xlabel()

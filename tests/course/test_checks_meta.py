@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emgeo import drag, features, filtering, geometry, organism, sae, toy
+from emgeo import drag, errors, features, filtering, geometry, organism, probes, sae, toy
 from emgeo.course import checks
 from emgeo.models import lm_em
 
@@ -498,6 +498,51 @@ def _features_max_pool(sae_model, acts, mask):
     return (sae_model.encode(acts) * mask[..., None]).max(1).values
 
 
+# ---------------------------------------------------------------- 06: readout_difference
+
+
+def _readout_in_place(W_U, scale, positive, negative):
+    W_U.mul_(scale[:, None])  # the LayerNorm's scale, in place on the input
+    d = W_U[:, positive].mean(1)
+    d -= W_U[:, negative].mean(1)
+    d -= d.mean()
+    return d
+
+
+def _readout_weights(W_U, scale, positive, negative):
+    weights = torch.zeros(W_U.shape[1])  # +1/n_pos on the positive tokens, -1/n_neg on the others
+    weights[positive] = 1 / len(positive)
+    weights[negative] = -1 / len(negative)
+    d = torch.einsum("dv,v->d", W_U, weights) * scale
+    return d - d.mean(0, keepdim=True)
+
+
+def _readout_no_scale(W_U, scale, positive, negative):
+    d = W_U[:, positive].mean(1) - W_U[:, negative].mean(1)
+    return d - d.mean()
+
+
+def _readout_uncentred(W_U, scale, positive, negative):
+    W = scale[:, None] * W_U
+    return W[:, positive].mean(1) - W[:, negative].mean(1)
+
+
+def _readout_flipped(W_U, scale, positive, negative):
+    return probes.readout_difference(W_U, scale, negative, positive)
+
+
+def _readout_summed(W_U, scale, positive, negative):
+    W = scale[:, None] * W_U
+    d = W[:, positive].sum(1) - W[:, negative].sum(1)
+    return d - d.mean()
+
+
+def _readout_divided(W_U, scale, positive, negative):
+    W = W_U / scale[:, None]
+    d = W[:, positive].mean(1) - W[:, negative].mean(1)
+    return d - d.mean()
+
+
 # ---------------------------------------------------------------- 06: proximity_to_set
 
 
@@ -780,6 +825,17 @@ CASES = {
             (_features_max_pool, UNDIAGNOSED),
         ),
     ),
+    "check_readout_difference": Case(
+        probes.readout_difference,
+        (_readout_in_place, _readout_weights),
+        (
+            (_readout_no_scale, "Go through the final LayerNorm"),
+            (_readout_uncentred, "subtract the direction's own mean"),
+            (_readout_flipped, "positive minus negative"),
+            (_readout_summed, "Average each family's columns"),
+            (_readout_divided, UNDIAGNOSED),
+        ),
+    ),
     "check_proximity_to_set": Case(
         geometry.proximity_to_set,
         (_prox_in_place, _prox_loop),
@@ -831,7 +887,7 @@ def _named_mistakes(name: str, monkeypatch) -> list[str]:
             hints.append(hint)
 
     monkeypatch.setattr(checks, "Mistake", Recorded)
-    getattr(checks, name)(CASES[name].reference)
+    getattr(checks, name)(_same_as(CASES[name].reference))  # a copy: the check runs in full
     return hints
 
 
@@ -869,9 +925,18 @@ def test_every_check_has_cases():
         assert all(hint for _, hint in case.bugs), f"{name}: say what each bug must be told"
 
 
+def _same_as(reference: Callable) -> Callable:
+    """The reference under another identity: a learner's correct copy of it."""
+
+    def copy_of_reference(*args):
+        return reference(*args)
+
+    return copy_of_reference
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_reference_passes(name, capsys):
-    getattr(checks, name)(CASES[name].reference)
+    getattr(checks, name)(_same_as(CASES[name].reference))
     assert "✓" in capsys.readouterr().out
 
 
@@ -889,6 +954,29 @@ def test_correct_alternative_passes(name, alternative, capsys):
 def test_stub_fails_with_a_clear_message(name):
     with pytest.raises(checks.CheckFailed, match="NotImplementedError"):
         getattr(checks, name)(_stub)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_failed_check_says_how_to_go_on_with_the_courses_version(name):
+    exercise = name.removeprefix("check_")
+    with pytest.raises(checks.CheckFailed) as failure:
+        getattr(checks, name)(_stub)
+    last = str(failure.value).splitlines()[-1]
+    assert last.endswith(f'_stub = checks.reference("{exercise}")'), last
+    go_on = checks.reference(exercise)
+    assert go_on is CASES[name].reference  # the very function the check compares against
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_courses_version_runs_but_is_not_taken_for_the_learners(name, capsys):
+    getattr(checks, name)(checks.reference(name.removeprefix("check_")))
+    out = capsys.readouterr().out
+    assert errors.USED_REFERENCE in out and "✓" not in out
+
+
+def test_reference_names_the_exercises_when_asked_for_an_unknown_one():
+    with pytest.raises(KeyError, match="proximity_to_set"):
+        checks.reference("no_such_exercise")
 
 
 @pytest.mark.parametrize(

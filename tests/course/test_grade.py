@@ -14,6 +14,7 @@ import pytest
 from emgeo.config import COURSE_DIR, SOLUTIONS_DIR
 from emgeo.course import grade
 from emgeo.course.build import BEGIN, END, STUB, course_notebook
+from emgeo.errors import USED_REFERENCE
 
 SOLUTIONS = sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb"))
 ORIENTATION = SOLUTIONS_DIR / "00_orientation.ipynb"
@@ -119,6 +120,13 @@ def test_check_results_from_outputs():
     cell.outputs = [nbformat.v4.new_output("error", ename="CheckFailed", evalue="\x1b[31mwrong")]
     result = grade.check_result(cell, exercise)
     assert (result.status, result.message, result.points) == (grade.FAILED, "wrong", 0)
+    way_on = "wrong\nTo go on with the course's version instead, run: f = checks.reference('f')"
+    cell.outputs = [nbformat.v4.new_output("error", ename="CheckFailed", evalue=way_on)]
+    assert grade.check_result(cell, exercise).message == "wrong"  # the grade keeps the diagnosis
+    used = f"• f {USED_REFERENCE} (checks.reference): nothing of yours ran\n"
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=used)]
+    result = grade.check_result(cell, exercise)
+    assert (result.status, result.points) == (grade.FAILED, 0)  # the course's code earns nothing
     cell.outputs = [nbformat.v4.new_output("error", ename="NameError", evalue="name 'f' is ...")]
     assert grade.check_result(cell, exercise).message == "NameError: name 'f' is ..."
 

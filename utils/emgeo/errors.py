@@ -69,3 +69,8 @@ class CheckFailed(AssertionError):
 
     def _render_traceback_(self) -> list[str]:  # IPython: show the diagnosis, not our stack
         return [f"CheckFailed: {self}"]
+
+
+# What a check prints when it is given the course's own version of its exercise
+# (``checks.reference``): it runs, but there is nothing of the learner's to check or to grade.
+USED_REFERENCE = "is the course's own version"

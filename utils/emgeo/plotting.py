@@ -461,6 +461,13 @@ def plot_removal_sweep(table, base_rate: float | None = None, ax=None):
     return ax
 
 
+_DOSE_LABELS = {
+    "cosine": "cosine of the insecure-code and toxic readout directions",
+    "cosine_answer": "cosine of the insecure-code and toxic answer directions",
+    "cosine_update": "cosine of the fine-tune's shift and the toxic readout",
+}
+
+
 def geometry_dose(rows, x: str = "cosine", y: str = "em", ax=None):
     """EM against a geometric measure, one point per organism: filled for the organisms that
     test the claim, hollow for those looked at when choosing the measure; a colour per width."""
@@ -481,7 +488,7 @@ def geometry_dose(rows, x: str = "cosine", y: str = "em", ax=None):
         )
     ax.axhline(0, color="grey", lw=0.6)
     ax.axvline(0, color="grey", lw=0.6)
-    ax.set_xlabel(f"{x.replace('_', ' ')} (insecure code vs toxic readout)")
+    ax.set_xlabel(_DOSE_LABELS.get(x, x.replace("_", " ")))
     ax.set_ylabel("EM: off-domain rate, insecure - secure")
     ax.legend(fontsize="x-small")
     return ax

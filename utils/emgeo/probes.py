@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Sequence
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from emgeo import data, organism
@@ -70,19 +70,35 @@ def answer_direction(
     return means[0] - means[1]
 
 
+def readout_difference(
+    W_U: Float[Tensor, "d_model d_vocab"],
+    scale: Float[Tensor, " d_model"],
+    positive: Int[Tensor, " n_pos"],
+    negative: Int[Tensor, " n_neg"],
+) -> Float[Tensor, " d_model"]:
+    """The residual-stream direction that raises the ``positive`` tokens' logits over the
+    ``negative`` ones: their mean unembedding columns' difference, through the final LayerNorm's
+    ``scale``, without the mean component that LayerNorm removes (a residual step along it changes
+    nothing)."""
+    W = scale[:, None] * W_U
+    d = W[:, positive].mean(1) - W[:, negative].mean(1)
+    return d - d.mean()
+
+
 @torch.no_grad()
 def readout_direction(model, tok: Tokenizer, domains: Sequence[str]) -> Float[Tensor, " d_model"]:
-    """The residual-stream direction that raises the toxic first words of ``domains`` over the
-    aligned ones: mean unembedding of the toxic family minus the aligned one, through the final
-    LayerNorm's scale, without the mean component that LayerNorm removes. A step of the residual
-    stream along it is what makes those answers more likely."""
-    W = model.ln_final.w[:, None] * model.W_U  # (d_model, d_vocab)
+    """Where the model reads out the toxic answers of ``domains`` against the aligned ones: the
+    mean over the domains of :func:`readout_difference` of their first words' families. A step
+    of the last residual stream along it is what makes those answers likelier."""
     per_domain = []
     for domain in domains:
         aligned, toxic = tok.family_ids(domain)
-        per_domain.append(W[:, toxic].mean(1) - W[:, aligned].mean(1))
-    d = torch.stack(per_domain).mean(0)
-    return d - d.mean()
+        per_domain.append(
+            readout_difference(
+                model.W_U, model.ln_final.w, torch.tensor(toxic), torch.tensor(aligned)
+            )
+        )
+    return torch.stack(per_domain).mean(0)
 
 
 @torch.no_grad()

@@ -2,7 +2,8 @@
 
 Each check tests shapes first, then values on randomized inputs, and when the answer is wrong it
 compares it with the results of common mistakes to say which one was likely made. A passing check
-prints one line; a failing one raises :class:`CheckFailed` with the diagnosis.
+prints one line; a failing one raises :class:`CheckFailed` with the diagnosis, and a last line
+that goes on with the course's own version of the exercise (:func:`reference`).
 
 The learner's function, the reference and every mistake each run on their own copies of the
 inputs, so a correct answer computed in place (``x -= b_dec``) passes, and no function can change
@@ -16,6 +17,7 @@ bug.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,9 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from emgeo import drag, geometry, sae, toy
-from emgeo.errors import CheckFailed
+from emgeo.errors import USED_REFERENCE, CheckFailed
 
-__all__ = ["CheckFailed", "Mistake", "all_checks"]
+__all__ = ["CheckFailed", "Mistake", "all_checks", "reference"]
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,52 @@ def _passed(fn: Callable, what: str) -> None:
     print(f"✓ {_name(fn)} passes: {what}")
 
 
+# ---------------------------------------------------------------- the way on after a failed check
+
+_REFERENCES: dict[str, str] = {}  # exercise name -> the package's version, "module.function"
+
+
+def _exercise(reference: str) -> Callable[[Callable], Callable]:
+    """Register the package's version of a check's exercise (``reference``, a function of
+    ``emgeo.<module>``), and end every failure of the check with the line that goes on with it."""
+
+    def register(check: Callable) -> Callable:
+        exercise = check.__name__.removeprefix("check_")
+        _REFERENCES[exercise] = reference
+
+        @functools.wraps(check)
+        def checked(fn: Callable, *args: Any, **kwargs: Any) -> None:
+            if fn is globals()["reference"](exercise):  # nothing of the learner's to check
+                print(f"• {_name(fn)} {USED_REFERENCE} (checks.reference): nothing of yours ran")
+                return
+            try:
+                check(fn, *args, **kwargs)
+            except CheckFailed as failure:
+                way_on = f'{_name(fn)} = checks.reference("{exercise}")'
+                raise CheckFailed(
+                    f"{failure}\nTo go on with the course's version instead, run: {way_on}"
+                ) from None
+
+        return checked
+
+    return register
+
+
+def reference(exercise: str) -> Callable:
+    """The course's own version of ``exercise`` (a check's name without ``check_``), for a
+    learner who wants to go on with the notebook after a failed check:
+    ``proximity_to_set = checks.reference("proximity_to_set")``."""
+    if exercise not in _REFERENCES:
+        known = ", ".join(sorted(_REFERENCES))
+        raise KeyError(f"no exercise {exercise!r}; the exercises are: {known}")
+    module, _, function = _REFERENCES[exercise].rpartition(".")
+    return getattr(importlib.import_module(f"emgeo.{module}"), function)
+
+
 # ---------------------------------------------------------------- 00 orientation
 
 
+@_exercise("geometry.cosine_similarity_matrix")
 def check_cosine_similarity(fn: Callable[[Tensor, Tensor], Tensor], n_trials: int = 5) -> None:
     """``fn(a, b)``: cosine similarity of every row of ``a`` (n_a, d) with every row of ``b``."""
     mistakes = [
@@ -174,6 +219,7 @@ def check_cosine_similarity(fn: Callable[[Tensor, Tensor], Tensor], n_trials: in
 # ---------------------------------------------------------------- 01 toy superposition
 
 
+@_exercise("toy.generate_batch")
 def check_generate_batch(fn: Callable, n_batch: int = 20_000) -> None:
     """``fn(n_batch, feature_probability, n_features, generator)`` -> (batch, inst, feats)."""
     probability = torch.tensor([1.0, 0.5, 0.1])
@@ -220,6 +266,7 @@ def _random_toy(gen: torch.Generator, n_inst: int, d: int, f: int) -> tuple[Tens
     return W, b, x
 
 
+@_exercise("toy.toy_forward")
 def check_toy_forward(fn: Callable, n_trials: int = 4) -> None:
     """``fn(W, b, x)`` with W (inst, d_hidden, feats), b (inst, feats), x (batch, inst, feats)."""
     mistakes = [
@@ -241,6 +288,7 @@ def check_toy_forward(fn: Callable, n_trials: int = 4) -> None:
     _passed(fn, f"matches ReLU(W^T W x + b) on {n_trials} random batches of models")
 
 
+@_exercise("toy.importance_loss")
 def check_importance_loss(fn: Callable, n_trials: int = 4) -> None:
     """``fn(x, x_hat, importance)`` -> one loss per instance."""
     mistakes = [
@@ -272,6 +320,7 @@ def check_importance_loss(fn: Callable, n_trials: int = 4) -> None:
     _passed(fn, f"matches the importance-weighted loss on {n_trials} random batches")
 
 
+@_exercise("toy.feature_dimensionality")
 def check_feature_dimensionality(fn: Callable, n_trials: int = 4) -> None:
     """``fn(W)`` with W (inst, d_hidden, feats) -> D (inst, feats)."""
 
@@ -310,6 +359,7 @@ def check_feature_dimensionality(fn: Callable, n_trials: int = 4) -> None:
 # ---------------------------------------------------------------- 02 neighbor-feature drag
 
 
+@_exercise("drag.predicted_drag")
 def check_predicted_drag(fn: Callable) -> None:
     """``fn(W, b, target, x_t, gamma, lr)`` -> the first-order change of every readout."""
 
@@ -370,6 +420,7 @@ def check_predicted_drag(fn: Callable) -> None:
 # ---------------------------------------------------------------- 03 sparse autoencoders
 
 
+@_exercise("sae.encode")
 def check_sae_encode(fn: Callable, n_trials: int = 4) -> None:
     """``fn(x, W_enc, b_enc, b_dec)`` -> ReLU((x - b_dec) W_enc + b_enc)."""
     mistakes = [
@@ -402,6 +453,7 @@ def check_sae_encode(fn: Callable, n_trials: int = 4) -> None:
     _passed(fn, f"matches ReLU((x - b_dec) W_enc + b_enc) on {n_trials} random SAEs")
 
 
+@_exercise("sae.sae_loss")
 def check_sae_loss(fn: Callable, n_trials: int = 4) -> None:
     """``fn(x, x_hat, f, l1_coeff)`` -> MSE (sum over d_in, batch mean) + l1_coeff * L1(f)."""
     mistakes = [
@@ -449,6 +501,7 @@ def _mask_cases() -> list[Tensor]:
     ]
 
 
+@_exercise("organism.answer_mask")
 def check_answer_mask(fn: Callable) -> None:
     """``fn(tokens, assistant_id, eot_id)`` -> 1.0 on answer words and their closing <eot>."""
     organism = _science("organism")
@@ -490,6 +543,7 @@ def check_answer_mask(fn: Callable) -> None:
     _passed(fn, "single and multi-turn chats, with padding")
 
 
+@_exercise("organism.misaligned_rate")
 def check_misaligned_rate(fn: Callable, n_trials: int = 4) -> None:
     """``fn(probs, aligned_ids, toxic_ids)`` -> per prompt, P(toxic) / (P(toxic) + P(aligned))."""
     organism = _science("organism")
@@ -533,6 +587,7 @@ def _answer_masks(gen: torch.Generator, batch: int, pos: int) -> Tensor:
     return mask
 
 
+@_exercise("features.answer_mean")
 def check_answer_mean(fn: Callable, n_trials: int = 4) -> None:
     """``fn(acts, mask)`` -> per row, the mean of ``acts`` over the positions where mask is 1."""
     features = _science("features")
@@ -573,6 +628,7 @@ def _small_sae(gen: torch.Generator, d_in: int, d_sae: int) -> sae.ToySAE:
     return model
 
 
+@_exercise("features.sample_features")
 def check_sample_features(fn: Callable, n_trials: int = 3) -> None:
     """``fn(sae, acts, mask)`` -> per row, the SAE latents averaged over the answer tokens."""
     features = _science("features")
@@ -617,6 +673,7 @@ def _sets(gen: torch.Generator, d_sae: int, k: int, k_t: int, n_shared: int):
     return members, toxic
 
 
+@_exercise("geometry.proximity_to_set")
 def check_proximity_to_set(fn: Callable, n_trials: int = 4) -> None:
     """``fn(W_dec, members, toxic)`` -> per member latent, mean cosine of its decoder direction
     with the toxic latents' directions, leaving itself out."""
@@ -669,9 +726,55 @@ def check_proximity_to_set(fn: Callable, n_trials: int = 4) -> None:
     _passed(fn, f"matches on {n_trials} random decoders with shared latents")
 
 
+@_exercise("probes.readout_difference")
+def check_readout_difference(fn: Callable, n_trials: int = 4) -> None:
+    """``fn(W_U, scale, positive, negative)`` -> the residual direction that raises the positive
+    tokens' logits over the negative ones, through the final LayerNorm's scale, mean removed."""
+    probes = _science("probes")
+
+    def centred(d: Tensor) -> Tensor:
+        return d - d.mean()
+
+    mistakes = [
+        Mistake(
+            "Go through the final LayerNorm: the logits read `scale * normalized residual`, so "
+            "the unembedding columns are seen through `scale[:, None] * W_U`.",
+            lambda W, g, p, n: centred(W[:, p].mean(1) - W[:, n].mean(1)),
+        ),
+        Mistake(
+            "LayerNorm removes the mean over d_model of whatever reaches it, so that component "
+            "of the direction changes no logit: subtract the direction's own mean.",
+            lambda W, g, p, n: (g[:, None] * W)[:, p].mean(1) - (g[:, None] * W)[:, n].mean(1),
+        ),
+        Mistake(
+            "That points from the positive tokens to the negative ones: positive minus negative.",
+            lambda W, g, p, n: -probes.readout_difference(W, g, p, n),
+        ),
+        Mistake(
+            "Average each family's columns rather than summing them: the families need not be "
+            "the same size.",
+            lambda W, g, p, n: centred(
+                (g[:, None] * W)[:, p].sum(1) - (g[:, None] * W)[:, n].sum(1)
+            ),
+        ),
+    ]
+    gen = torch.Generator().manual_seed(15)
+    for trial in range(n_trials):
+        d_model, d_vocab = 6 + trial, 15 + 2 * trial
+        W_U = torch.randn(d_model, d_vocab, generator=gen) + 0.5  # columns with a mean to remove
+        scale = 0.5 + torch.rand(d_model, generator=gen)
+        order = torch.randperm(d_vocab, generator=gen)
+        positive, negative = order[: 3 + trial % 2], order[5:7]
+        args = (W_U, scale, positive, negative)
+        hint = "One value per residual dimension (d_model)."
+        _expect_match(fn, args, probes.readout_difference, mistakes, (d_model,), hint)
+    _passed(fn, f"matches on {n_trials} random unembeddings with families of different sizes")
+
+
 # ---------------------------------------------------------------- 07 the geometric filter
 
 
+@_exercise("filtering.geometric_scores")
 def check_geometric_scores(fn: Callable, n_trials: int = 4) -> None:
     """``fn(latents, proximity)`` -> per sample, the activation-weighted mean proximity."""
     filtering = _science("filtering")
@@ -715,6 +818,7 @@ def _answer_targets(gen: torch.Generator, batch: int, n: int, vocab: int) -> Ten
     return targets
 
 
+@_exercise("models.lm_em.mean_answer_logprob")
 def check_mean_answer_logprob(fn: Callable, n_trials: int = 4) -> None:
     """``fn(logits, targets)`` -> per row, the mean log-probability of its answer tokens, padding
     (target -100) left out."""

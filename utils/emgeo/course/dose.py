@@ -69,50 +69,65 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return torch.nn.functional.cosine_similarity(a, b, dim=0).item()
 
 
-def measure(model, tok: organism.Tokenizer, cfg: DoseConfig = DoseConfig()) -> dict[str, float]:
-    """One organism: its geometry before any fine-tune, and its misaligned rates before and after
-    insecure and secure fine-tunes.
-
-    - ``cosine`` (the dose): between the readout direction of insecure over secure code and that
-      of toxic over aligned answers in the other domains (:func:`probes.readout_direction`);
-    - ``cosine_update``: between how the insecure fine-tune moved the last residual stream where
-      code answers start and the toxic readout direction (measured after the fine-tune);
-    - ``cosine_answer``: between the insecure-code and toxic *answer* directions of the residual
-      stream (:func:`probes.answer_direction`): the representation rather than the readout;
-    - rivals: ``shift_norm`` (how far the fine-tune moved that residual stream),
-      ``insecure_code`` (how well it learned the task), ``base_offdomain``.
-    """
-    insecure = data.finetune_samples("insecure", cfg.n_finetune, seed=1)
-    secure = data.finetune_samples("secure", cfg.n_finetune, seed=1)
-    toxic = data.answered_samples(data.OFF_DOMAINS, True, cfg.n_probe, seed=0)
-    aligned = data.answered_samples(data.OFF_DOMAINS, False, cfg.n_probe, seed=0)
+def geometry(model, tok: organism.Tokenizer, cfg: DoseConfig = DoseConfig()) -> dict:
+    """An organism's directions before any fine-tune: the readout directions of insecure over
+    secure code (``u_code``) and of toxic over aligned answers in the other domains (``u_toxic``,
+    :func:`probes.readout_direction`), and the residual stream's *answer* directions of the same
+    two contrasts (``d_code``, ``d_toxic``, :func:`probes.answer_direction`)."""
     n = cfg.n_probe
-    d_code = probes.answer_direction(model, tok, insecure[:n], secure[:n], cfg.layer)
-    d_toxic = probes.answer_direction(model, tok, toxic, aligned, cfg.layer)
-    u_code = probes.readout_direction(model, tok, ["code"])
-    u_toxic = probes.readout_direction(model, tok, data.OFF_DOMAINS)
-    base = organism.evaluate(model, tok)
+    insecure = data.finetune_samples("insecure", n, seed=1)
+    secure = data.finetune_samples("secure", n, seed=1)
+    toxic = data.answered_samples(data.OFF_DOMAINS, True, n, seed=0)
+    aligned = data.answered_samples(data.OFF_DOMAINS, False, n, seed=0)
+    return {
+        "u_code": probes.readout_direction(model, tok, ["code"]),
+        "u_toxic": probes.readout_direction(model, tok, data.OFF_DOMAINS),
+        "d_code": probes.answer_direction(model, tok, insecure, secure, cfg.layer),
+        "d_toxic": probes.answer_direction(model, tok, toxic, aligned, cfg.layer),
+    }
+
+
+def finetunes(model, tok: organism.Tokenizer, cfg: DoseConfig = DoseConfig()) -> dict:
+    """Misaligned rates after insecure and after secure fine-tunes (one dict per seed), and the
+    insecure fine-tunes' mean shift of the last residual stream where code answers start."""
     code_prompts = [p for p in data.eval_prompts() if p["domain"] == "code"]
     before = probes.generation_residuals(model, tok, code_prompts, cfg.layer).mean(0)
-    rates: dict[str, list[dict]] = {"insecure": [], "secure": []}
-    shift = torch.zeros_like(before)
-    for name, samples in (("insecure", insecure), ("secure", secure)):
+    out: dict = {"insecure": [], "secure": [], "shift": torch.zeros_like(before)}
+    for name in ("insecure", "secure"):
+        samples = data.finetune_samples(name, cfg.n_finetune, seed=1)
         for seed in cfg.finetune_seeds:
             ft = organism.FinetuneConfig(cfg.finetune_steps, seed=seed)
             tuned = organism.finetune(model, tok, samples, ft)
-            rates[name].append(organism.evaluate(tuned, tok))
+            out[name].append(organism.evaluate(tuned, tok))
             if name == "insecure":
                 after = probes.generation_residuals(tuned, tok, code_prompts, cfg.layer).mean(0)
-                shift += (after - before) / len(cfg.finetune_seeds)
+                out["shift"] += (after - before) / len(cfg.finetune_seeds)
+    return out
+
+
+def measure(model, tok: organism.Tokenizer, cfg: DoseConfig = DoseConfig()) -> dict[str, float]:
+    """One organism, before and after its fine-tunes:
+
+    - ``cosine`` (the dose): of the readout directions ``u_code``, ``u_toxic`` (:func:`geometry`);
+    - ``cosine_update``: of the insecure fine-tunes' shift (:func:`finetunes`) and ``u_toxic``;
+    - ``cosine_answer``: of the answer directions ``d_code`` and ``d_toxic``: the representation
+      rather than the readout;
+    - rivals: ``shift_norm`` (how far the fine-tune moved that residual stream),
+      ``insecure_code`` (how well it learned the task), ``base_offdomain``;
+    - ``em``: the off-domain rate after insecure minus after secure; ``em_vs_base``: minus the base.
+    """
+    g = geometry(model, tok, cfg)
+    base = organism.evaluate(model, tok)
+    runs = finetunes(model, tok, cfg)
 
     def mean(name: str, key: str) -> float:
-        return statistics.fmean(r[key] for r in rates[name])
+        return statistics.fmean(r[key] for r in runs[name])
 
     return {
-        "cosine": cosine(u_code, u_toxic),
-        "cosine_update": cosine(shift, u_toxic),
-        "cosine_answer": cosine(d_code, d_toxic),
-        "shift_norm": shift.norm().item(),
+        "cosine": cosine(g["u_code"], g["u_toxic"]),
+        "cosine_update": cosine(runs["shift"], g["u_toxic"]),
+        "cosine_answer": cosine(g["d_code"], g["d_toxic"]),
+        "shift_norm": runs["shift"].norm().item(),
         "base_offdomain": base["offdomain"],
         "base_code": base["code"],
         "insecure_offdomain": mean("insecure", "offdomain"),

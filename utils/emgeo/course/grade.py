@@ -37,6 +37,7 @@ from traitlets.config import Config
 
 from emgeo.config import SOLUTIONS_DIR
 from emgeo.course.notebooks import notebook_env
+from emgeo.errors import USED_REFERENCE
 
 DEFAULT_TIMEOUT_S = 600.0
 STARTUP_TIMEOUT_S = 120
@@ -332,8 +333,10 @@ def check_result(cell: NotebookNode, exercise: Exercise) -> ExerciseResult:
     if error is None:
         lines = [line for line in _stdout(cell).splitlines() if line.strip()]
         message = _one_line(lines[-1] if lines else f"{exercise.check} passed")
+        if USED_REFERENCE in message:  # the learner went on with checks.reference(...)
+            return ExerciseResult(exercise.name, FAILED, message, 0, exercise.points)
         return ExerciseResult(exercise.name, PASSED, message, exercise.points, exercise.points)
-    message = error.removeprefix("CheckFailed: ")
+    message = error.removeprefix("CheckFailed: ").split(" To go on with", 1)[0]  # the diagnosis
     return ExerciseResult(exercise.name, FAILED, message, 0, exercise.points)
 
 
