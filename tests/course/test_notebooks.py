@@ -5,7 +5,7 @@ import json
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from emgeo.course import notebooks
+from emgeo.course import cli, notebooks
 
 
 def _tiny_notebook(path):
@@ -40,3 +40,18 @@ def test_reproduce_writes_notebooks_figures_and_summary(tmp_path, monkeypatch):
     assert executed.cells[0].outputs[0]["text"] == "cpu\n"
     assert list((results_dir / "figures").glob("98_tiny_cell02_*.png"))
     assert summary["environment"]["threads"] == 2
+
+
+def test_execute_stores_outputs_in_place_and_reports_time_and_memory(tmp_path, monkeypatch, capsys):
+    src_dir = tmp_path / "solutions"
+    src_dir.mkdir()
+    _tiny_notebook(src_dir / "98_tiny.ipynb")
+    measured = notebooks.execute_in_place(["98"], root=src_dir)
+    assert list(measured) == [src_dir / "98_tiny.ipynb"]
+    assert measured[src_dir / "98_tiny.ipynb"]["peak_rss_mb"] > 64
+    stored = nbformat.read(src_dir / "98_tiny.ipynb", as_version=4)
+    assert stored.cells[0].outputs[0]["text"] == "cpu\n"
+    monkeypatch.setattr(cli, "execute_in_place", lambda names, progress: measured)
+    assert cli.main(["execute", "98"]) == 0
+    out = capsys.readouterr().out
+    assert "98_tiny: " in out and "peak memory" in out

@@ -100,7 +100,9 @@ def _progress(items):
 
 
 def _execute(args: argparse.Namespace) -> int:
-    execute_in_place(args.notebooks or None, progress=_progress)
+    measured = execute_in_place(args.notebooks or None, progress=_progress)
+    for path, m in measured.items():
+        print(f"{path.stem}: {m['wall_s']:.0f} s, peak memory {m['peak_rss_mb'] / 1024:.2f} GB")
     return 0
 
 

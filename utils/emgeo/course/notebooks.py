@@ -175,12 +175,13 @@ def reproduce(
     return summary_path
 
 
-def execute_in_place(names: Iterable[str] | None = None, progress=None) -> list[Path]:
-    """Re-execute solutions/ notebooks and store their outputs in the files (for committing)."""
-    paths = find_notebooks(names)
-    for src in progress(paths) if progress else paths:
-        run_in_child(src, src)
-    return paths
+def execute_in_place(
+    names: Iterable[str] | None = None, progress=None, root: Path = SOLUTIONS_DIR
+) -> dict[Path, dict[str, float]]:
+    """Re-execute solutions/ notebooks and store their outputs in the files (for committing);
+    return each one's measurements (``wall_s``, ``peak_rss_mb``)."""
+    paths = find_notebooks(names, root)
+    return {src: run_in_child(src, src) for src in (progress(paths) if progress else paths)}
 
 
 if __name__ == "__main__":  # the child process of run_in_child
