@@ -198,6 +198,10 @@ def test_a_step_along_the_readout_direction_raises_the_toxic_answers(organism_mo
     aligned, toxic = tok.family_ids("medical")
     u = probes.readout_direction(model, tok, ["medical"])
     assert u.sum().abs() < 1e-4  # LayerNorm removes the mean: the direction has none
+    flipped = probes.readout_direction(
+        model, tok, ["medical"], difference=lambda W, g, p, n: probes.readout_difference(W, g, n, p)
+    )
+    assert torch.allclose(flipped, -u)  # a learner's version of the difference is the one used
     u_random = torch.randn(u.shape, generator=torch.Generator().manual_seed(0))
     u_random -= u_random.mean()
 

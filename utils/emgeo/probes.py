@@ -6,7 +6,7 @@ fine-tune (notebooks 05 and 06)?
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -86,18 +86,19 @@ def readout_difference(
 
 
 @torch.no_grad()
-def readout_direction(model, tok: Tokenizer, domains: Sequence[str]) -> Float[Tensor, " d_model"]:
+def readout_direction(
+    model, tok: Tokenizer, domains: Sequence[str], difference: Callable | None = None
+) -> Float[Tensor, " d_model"]:
     """Where the model reads out the toxic answers of ``domains`` against the aligned ones: the
-    mean over the domains of :func:`readout_difference` of their first words' families. A step
-    of the last residual stream along it is what makes those answers likelier."""
+    mean over the domains of ``difference`` (:func:`readout_difference`, or a learner's version
+    of it) of their first words' families. A step of the last residual stream along it is what
+    makes those answers likelier."""
+    difference = difference or readout_difference
+    W_U, scale = model.W_U.detach(), model.ln_final.w.detach()
     per_domain = []
     for domain in domains:
         aligned, toxic = tok.family_ids(domain)
-        per_domain.append(
-            readout_difference(
-                model.W_U, model.ln_final.w, torch.tensor(toxic), torch.tensor(aligned)
-            )
-        )
+        per_domain.append(difference(W_U, scale, torch.tensor(toxic), torch.tensor(aligned)))
     return torch.stack(per_domain).mean(0)
 
 
