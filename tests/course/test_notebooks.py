@@ -1,10 +1,12 @@
 """The headless runner behind `emgeo reproduce`, on a tiny notebook made here."""
 
 import json
+import re
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
+from emgeo.config import REPO_ROOT
 from emgeo.course import cli, notebooks
 
 
@@ -55,3 +57,60 @@ def test_execute_stores_outputs_in_place_and_reports_time_and_memory(tmp_path, m
     assert cli.main(["execute", "98"]) == 0
     out = capsys.readouterr().out
     assert "98_tiny: " in out and "peak memory" in out
+
+
+def _bar_notebook(value: float, total: float, counts: str) -> nbformat.NotebookNode:
+    """A notebook whose one output is a tqdm widget, with the widget state nbclient stores."""
+    state = {
+        "box": {
+            "model_name": "HBoxModel",
+            "state": {"children": ["IPY_MODEL_l", "IPY_MODEL_b", "IPY_MODEL_r"]},
+        },
+        "l": {
+            "model_name": "HTMLModel",
+            "state": {"value": "training\u2007toy\u2007models:\u2007100%"},
+        },
+        "b": {"model_name": "FloatProgressModel", "state": {"value": value, "max": total}},
+        "r": {
+            "model_name": "HTMLModel",
+            "state": {"value": f"\u2007{counts}\u2007[00:06&lt;00:00,\u2007423.76it/s]"},
+        },
+    }
+    output = nbformat.v4.new_output(
+        "display_data",
+        data={
+            notebooks.WIDGET_VIEW: {"model_id": "box"},
+            "text/plain": "training toy models:   0%|          | 0/3000 [00:00<?, ?it/s]",
+        },
+    )
+    nb = new_notebook(cells=[new_code_cell("train()", outputs=[output])])
+    nb.metadata["widgets"] = {notebooks.WIDGET_STATE: {"state": state}}
+    return nb
+
+
+def _sanitized(text: str) -> str:
+    from nbval.plugin import get_sanitize_patterns
+
+    patterns = get_sanitize_patterns((REPO_ROOT / "tests" / "nbval_sanitize.cfg").read_text())
+    for regex, replace in patterns:
+        text = re.sub(regex, replace, text)
+    return text
+
+
+def test_a_stored_progress_bar_shows_its_last_state_and_nbval_masks_it():
+    nb = notebooks.final_progress_bars(_bar_notebook(3000.0, 3000.0, "3000/3000"))
+    stored = nb.cells[0].outputs[0]["data"]["text/plain"]
+    assert stored == "training toy models: 100%|██████████| 3000/3000 [00:06<00:00, 423.76it/s]"
+    fresh = (
+        "training toy models:   0%|          | 0/3000 [00:00<?, ?it/s]"  # a new run's first frame
+    )
+    assert _sanitized(stored) == _sanitized(fresh) == "training toy models:<progress> [<timing>]"
+
+
+def test_a_bar_without_a_total_or_a_widget_that_is_no_bar_is_left_alone():
+    nb = notebooks.final_progress_bars(_bar_notebook(5.0, 0.0, "5it"))
+    assert nb.cells[0].outputs[0]["data"]["text/plain"].endswith("0/3000 [00:00<?, ?it/s]")
+    nb = _bar_notebook(1.0, 2.0, "1/2")
+    nb.metadata["widgets"][notebooks.WIDGET_STATE]["state"]["box"]["model_name"] = "VBoxModel"
+    notebooks.final_progress_bars(nb)
+    assert nb.cells[0].outputs[0]["data"]["text/plain"].startswith("training toy models:   0%")

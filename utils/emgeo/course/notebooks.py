@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from nbclient import NotebookClient
 
 from emgeo.config import RESULTS_DIR, SOLUTIONS_DIR, STANDINS_ENV
 from emgeo.course.results import RECORD_FILE_ENV, read_records, set_dotted
+from emgeo.course.site import WIDGET_STATE, WIDGET_VIEW, tag_free
 
 KERNEL = "python3"
 CELL_TIMEOUT_S = 900
@@ -71,10 +73,43 @@ def execute(src: Path, dst: Path, timeout: int = CELL_TIMEOUT_S) -> dict[str, fl
     wall_s = time.perf_counter() - start
     for cell in nb.cells:  # nbclient's timing metadata changes every run; keep files stable
         cell.metadata.pop("execution", None)
+    final_progress_bars(nb)
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dst)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"wall_s": round(wall_s, 1), "peak_rss_mb": round(rss_mb(peak), 1)}
+
+
+def _bar_line(model_id: str, state: dict[str, Any], width: int = 10) -> str | None:
+    """A tqdm widget's last state as tqdm prints it (``desc: 100%|██████████| 30/30 [...]``), or
+    None when ``model_id`` is not a progress bar."""
+    box = state.get(model_id, {})
+    if box.get("model_name") != "HBoxModel":
+        return None
+    parts = [state.get(c.removeprefix("IPY_MODEL_"), {}) for c in box["state"].get("children", [])]
+    names = [part.get("model_name") for part in parts]
+    if names != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+        return None
+    left, bar, right = (part.get("state", {}) for part in parts)
+    counts = tag_free(right.get("value", ""))
+    if not bar.get("max") or not re.match(r"\d+/\d+", counts):  # a bar with no total
+        return None
+    filled = round(width * bar.get("value", 0) / bar["max"])
+    return f"{tag_free(left.get('value', ''))}|{'█' * filled}{' ' * (width - filled)}| {counts}"
+
+
+def final_progress_bars(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Give every progress-bar widget output the text of its last state, in place: a notebook
+    shown without its widgets (on GitHub, in a diff) reads ``100%``, not the ``0%`` of the bar's
+    first frame. nbval masks the bar either way (tests/nbval_sanitize.cfg)."""
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            line = view and _bar_line(view.get("model_id", ""), state)
+            if line:
+                output["data"]["text/plain"] = line
+    return nb
 
 
 def profile_cells(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:

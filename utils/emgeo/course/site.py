@@ -42,7 +42,7 @@ class SiteError(RuntimeError):
 # ---------------------------------------------------------------- widgets as static outputs
 
 
-def _tag_free(text: str) -> str:
+def tag_free(text: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", text)).replace("\u2007", " ").strip()
 
 
@@ -55,11 +55,11 @@ def _widget_parts(model_id: str, state: dict[str, Any]) -> tuple[list[str], list
     if name == "OutputModel":
         return [], list(s.get("outputs", []))
     if name in ("HTMLModel", "LabelModel"):
-        return [_tag_free(s.get("value", ""))], []
+        return [tag_free(s.get("value", ""))], []
     if "Slider" in name or "Dropdown" in name:
         labels = s.get("_options_labels")
         value = labels[s["index"]] if labels and "index" in s else s.get("value")
-        return [f"{_tag_free(s.get('description', ''))} = {value}"], []
+        return [f"{tag_free(s.get('description', ''))} = {value}"], []
     texts, outputs = [], []
     for child in s.get("children", []):
         child_texts, child_outputs = _widget_parts(child.removeprefix("IPY_MODEL_"), state)
