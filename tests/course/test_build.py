@@ -98,3 +98,87 @@ def test_check_fails_on_an_orphan_course_notebook(repo_copy):
     solutions, course = repo_copy
     shutil.copy(sorted(course.glob("*.ipynb"))[0], course / "99_orphan.ipynb")
     assert build.build_course(solutions, course, check=True).drifted == [course / "99_orphan.ipynb"]
+
+
+PNG = (  # a 1x1 image
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+)
+
+
+def _with_outputs(source: str, outputs: list, tags: tuple[str, ...] = ()) -> nbformat.NotebookNode:
+    cell = new_code_cell(source, outputs=outputs, metadata={"tags": list(tags)})
+    return new_notebook(cells=[cell])
+
+
+def _expected(course_nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [
+        c
+        for c in course_nb.cells
+        if c.cell_type == "markdown" and build.EXPECTED_TAG in c.metadata.get("tags", [])
+    ]
+
+
+def test_a_check_cells_stored_output_follows_it_in_course_folded():
+    out = nbformat.v4.new_output("stream", name="stdout", text="✓ f passes: 4 random trials\n")
+    course = build.course_notebook(_with_outputs("checks.check_f(f)", [out]))
+    assert course.cells[0].outputs == [] and len(course.cells) == 2
+    (expected,) = _expected(course)
+    assert expected.cell_type == "markdown"
+    assert expected.source.startswith("<details>") and expected.source.endswith("</details>")
+    assert "```text\n✓ f passes: 4 random trials\n```" in expected.source
+
+
+def test_a_figure_is_attached_with_the_text_the_cell_printed_and_no_progress_or_warnings():
+    outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="training: 100%|███| 3/3\n"),
+        nbformat.v4.new_output(
+            "display_data", data={build.WIDGET_VIEW: {"model_id": "x"}, "text/plain": "0%|  | 0/3"}
+        ),
+        nbformat.v4.new_output("stream", name="stdout", text="r = 0.91\n"),
+        nbformat.v4.new_output(
+            "display_data", data={"image/png": PNG, "text/plain": "<Figure size 640x480>"}
+        ),
+    ]
+    course = build.course_notebook(_with_outputs("plot()", outputs))
+    nbformat.validate(course)
+    (expected,) = _expected(course)
+    assert expected.attachments == {"expected-1.png": {"image/png": PNG}}
+    assert "![expected figure 1](attachment:expected-1.png)" in expected.source
+    assert "r = 0.91" in expected.source
+    for hidden in ("100%", "0/3", "Figure size"):
+        assert hidden not in expected.source
+
+
+def test_only_checks_figures_and_tagged_cells_get_an_expected_output():
+    printed = [nbformat.v4.new_output("stream", name="stdout", text="42\n")]
+    assert not _expected(build.course_notebook(_with_outputs("print(42)", printed)))
+    tagged = build.course_notebook(_with_outputs("print(42)", printed, tags=("expected",)))
+    assert "```text\n42\n```" in _expected(tagged)[0].source
+    machine = ("expected", "nbval-ignore-output")  # machine facts are never shown as expected
+    assert not _expected(build.course_notebook(_with_outputs("doctor()", printed, tags=machine)))
+
+
+def test_a_long_expected_output_is_cut_with_a_count_of_what_is_left():
+    text = "".join(f"line {i}\n" for i in range(build.EXPECTED_MAX_LINES + 5))
+    out = nbformat.v4.new_output("stream", name="stdout", text=text)
+    (expected,) = _expected(build.course_notebook(_with_outputs("show()", [out], ("expected",))))
+    assert f"line {build.EXPECTED_MAX_LINES - 1}" in expected.source
+    assert f"line {build.EXPECTED_MAX_LINES}\n" not in expected.source
+    assert "(5 more lines)" in expected.source
+
+
+def test_every_course_figure_is_the_solutions_figure():
+    for src in sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        solved = nbformat.read(src, as_version=4)
+        stored = [
+            o.data["image/png"]
+            for c in solved.cells
+            if c.cell_type == "code" and "nbval-ignore-output" not in c.metadata.get("tags", [])
+            for o in c.get("outputs", [])
+            if "image/png" in o.get("data", {})
+        ]
+        course = nbformat.read(COURSE_DIR / src.name, as_version=4)
+        shown = [
+            a["image/png"] for c in _expected(course) for a in c.get("attachments", {}).values()
+        ]
+        assert shown == stored, src.name
