@@ -56,7 +56,7 @@ def _internal_graph(top_level_only: bool = True) -> dict[str, set[str]]:
 
 
 def test_the_layout_is_what_the_readme_maps():
-    assert {m.split(".")[1] for m in MODULES if m.count(".") >= 2} == {"models", "course"}
+    assert {m.split(".")[1] for m in MODULES if m.count(".") >= 2} == {"models", "audit", "course"}
     assert set(SCIENCE) <= set(MODULES)
 
 
@@ -77,6 +77,12 @@ def test_no_import_cycle():
     for module in MODULES:
         if module not in state:
             visit(module, [module])
+
+
+def test_the_audit_builds_on_models_and_science_and_the_course_builds_on_it():
+    for module in (m for m in MODULES if m.startswith("emgeo.audit")):
+        course = {d for d in _imports(module, top_level_only=False) if d.startswith("emgeo.course")}
+        assert not course, f"{module} imports {course}: the audit stands without the course"
 
 
 def test_every_module_imports():

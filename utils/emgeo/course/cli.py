@@ -1,5 +1,5 @@
-"""The ``emgeo`` command: ``doctor``, ``build-course``, ``pins``, ``execute``, ``reproduce``, and
-the commands that make the shipped data and models."""
+"""The ``emgeo`` command: ``doctor``, ``build-course``, ``pins``, ``execute``, ``reproduce``,
+``audit``, and the commands that make the shipped data and models."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emgeo import chats, config, data
+from emgeo.audit import run as audit_run
 from emgeo.course import grade, pins, site
 from emgeo.course.build import build_course
 from emgeo.course.notebooks import execute_in_place, reproduce
@@ -341,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(config.RESULTS_DIR / "geometry_dose.json"))
     p.set_defaults(func=_geometry_dose)
     grade.add_subcommand(sub)  # emgeo grade SUBMISSIONS; emgeo nbgrader-source DIR
+    audit_run.add_subcommand(sub)  # emgeo audit DATA --out DIR
     site.add_subcommand(sub)  # emgeo site
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,204 @@
+"""What scores a sample: a model, an SAE at one layer, a toxic set of SAE latents, and the
+proximity of every latent to that set (:func:`emgeo.filtering.ablated_proximities`).
+
+A sample's latents are the SAE's latents averaged over its assistant tokens; its scores are their
+activation-weighted mean proximity (:func:`emgeo.filtering.geometric_scores`) under three
+proximities: ``full`` (the seed paper's score), ``membership only`` (how much the sample activates
+the toxic latents themselves: co-activation) and ``neighbours only`` (latents near the toxic set,
+the toxic latents' own weight zeroed: pure geometry).
+
+Backends by profile: ``cpu`` SmolLM2-135M-Instruct with the course's SAE, ``gpu`` Gemma-2-2B
+with Gemma Scope, ``remote`` Llama-3.1-8B on NDIF with Llama Scope applied here (only residuals of
+the read layer come back, the trace stopped there); the toxic set of the cpu backend comes from
+the course's toxic and benign texts (data/lm), of the others from RealToxicityPrompts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from emgeo import chats, features, filtering
+
+SCORES = ("full", "membership only", "neighbours only")
+K_TOXIC = 20  # latents in the toxic set, as in notebooks 05-07
+N_TOP_LATENTS = 5  # latents kept per sample for the report
+NEURONPEDIA = "https://www.neuronpedia.org/{id}/{latent}"
+
+Latents = Callable[[Sequence[dict]], Float[Tensor, "n d_sae"]]
+
+
+@dataclass
+class Scorer:
+    """A backend's way of scoring chats, with what the report must say about it."""
+
+    model: str
+    sae: str
+    layer: int
+    toxic: Int[Tensor, " k"]
+    toxic_reference: str
+    proximities: dict[str, Float[Tensor, " d_sae"]]
+    latents: Latents = field(repr=False)
+    batch_size: int = 8
+    max_length: int = 512
+    neuronpedia_id: str | None = None  # e.g. "gemma-2-2b/20-gemmascope-res-16k"
+
+    def fingerprint(self) -> str:
+        """Everything a sample's scores depend on besides the sample."""
+        what = {
+            "model": self.model,
+            "sae": self.sae,
+            "layer": self.layer,
+            "toxic": self.toxic.tolist(),
+            "max_length": self.max_length,
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+    def latent_url(self, latent: int) -> str | None:
+        if self.neuronpedia_id is None:
+            return None
+        return NEURONPEDIA.format(id=self.neuronpedia_id, latent=latent)
+
+    def score(self, samples: Sequence[dict]) -> list[dict]:
+        """One record per sample: its three scores and its top latents by contribution to the
+        full score (``[latent, mean activation, proximity]``)."""
+        latents = self.latents(samples).float().cpu()
+        return score_latents(latents, self.proximities)
+
+
+def score_latents(
+    latents: Float[Tensor, "n d_sae"], proximities: dict[str, Float[Tensor, " d_sae"]]
+) -> list[dict]:
+    """The records of :meth:`Scorer.score` from per-sample latents."""
+    scores = {name: filtering.geometric_scores(latents, p.cpu()) for name, p in proximities.items()}
+    full = proximities["full"].cpu().float()
+    contribution = latents * full / latents.sum(-1, keepdim=True).clamp_min(1e-8)
+    top = contribution.topk(min(N_TOP_LATENTS, latents.shape[1]), dim=-1).indices
+    records = []
+    for i in range(latents.shape[0]):
+        tops = [
+            [int(j), round(float(latents[i, j]), 4), round(float(full[j]), 3)]
+            for j in top[i].tolist()
+            if latents[i, j] > 0
+        ]
+        record = {name: float(scores[name][i]) for name in proximities}
+        record.update(top_latents=tops, n_active=int((latents[i] > 0).sum()))
+        records.append(record)
+    return records
+
+
+def toxic_set(
+    toxic_latents: Float[Tensor, "n_t d_sae"], benign_latents: Float[Tensor, "n_b d_sae"], k: int
+) -> Int[Tensor, " k"]:
+    """The ``k`` latents most active on toxic text relative to benign text (notebook 05's rule)."""
+    return features.top_features(toxic_latents, benign_latents, k)
+
+
+def proximities(W_dec: Float[Tensor, "d_sae d_model"], toxic: Tensor) -> dict[str, Tensor]:
+    return {
+        name: p.float().cpu()
+        for name, p in filtering.ablated_proximities(W_dec.detach().float(), toxic).items()
+    }
+
+
+# ---------------------------------------------------------------- backends
+
+
+def lm_scorer(
+    profile: str = "cpu",
+    n_reference: int = 100,
+    batch_size: int = 8,
+    max_length: int = 512,
+    progress: bool = True,
+) -> Scorer:
+    """The backend of ``profile`` (one-sentence errors when it cannot run here)."""
+    from emgeo.models import pipeline  # transformers, nnsight: only when a model scores
+
+    backend = pipeline.lm_backend(
+        profile, n=n_reference, max_length=max_length, batch_size=batch_size
+    )
+    if profile == "cpu":
+        texts = {
+            name: chats.read_lm_jsonl(chats.LM_DATA_DIR / f"{name}.jsonl")[:n_reference]
+            for name in ("toxic", "benign")
+        }
+        reference = (
+            f"the {K_TOXIC} SAE latents most active over the answers of the course's toxic "
+            f"texts vs its benign ones (data/lm/toxic.jsonl and benign.jsonl, {n_reference} each)"
+        )
+    else:
+        texts = {"toxic": backend.contrasts["toxic"], "benign": backend.contrasts["aligned"]}
+        reference = (
+            f"the {K_TOXIC} SAE latents most active over RealToxicityPrompts texts scored toxic vs "
+            f"non-toxic ({n_reference} each), read as the assistant's answer"
+        )
+    encoded = {
+        name: backend.sample_latents(samples, progress=progress) for name, samples in texts.items()
+    }
+    toxic = toxic_set(encoded["toxic"], encoded["benign"], K_TOXIC)
+    metadata = getattr(getattr(backend.sae, "cfg", None), "metadata", None)
+    return Scorer(
+        model=backend.name,
+        sae=_sae_name(backend, profile),
+        layer=backend.layer,
+        toxic=toxic.cpu(),
+        toxic_reference=reference,
+        proximities=proximities(backend.sae.W_dec, toxic),
+        latents=backend.sample_latents,
+        batch_size=batch_size,
+        max_length=max_length,
+        neuronpedia_id=getattr(metadata, "neuronpedia_id", None),
+    )
+
+
+def _sae_name(backend, profile: str) -> str:
+    from emgeo.models import saes  # SAELens: only when a model scores
+
+    if profile == "cpu":
+        return f"the course's SmolLM2 SAE (data/smollm2_sae), layer {backend.layer}"
+    family = saes.PRETRAINED[profile]
+    return f"{family.release} / {family.sae_id(backend.layer)}"
+
+
+def organism_scorer(layer: int = 0, k: int = K_TOXIC) -> Scorer:
+    """The course's EM model organism with its shipped SAE (notebooks 04-07): a backend whose
+    ground truth is known, on which the audit is validated."""
+    from emgeo import organism  # TransformerLens: only when the organism scores
+    from emgeo.models import saes
+
+    model, tok = organism.load()
+    sae = saes.load_organism_sae(layer)
+    sets, _ = features.organism_feature_sets(sae, model, tok, layer=layer, k=k)
+
+    @torch.no_grad()
+    def latents(samples: Sequence[dict]) -> Tensor:
+        acts, mask = features.organism_residuals(model, tok, samples, layer)
+        return features.sample_features(sae, acts, mask)
+
+    return Scorer(
+        model="the course's EM organism (data/organism)",
+        sae=f"the organism's SAE, layer {layer}",
+        layer=layer,
+        toxic=sets.toxic,
+        toxic_reference=f"the {k} SAE latents most active on toxic vs aligned answers (as in 05)",
+        proximities=proximities(sae.W_dec, sets.toxic),
+        latents=latents,
+        batch_size=64,
+        max_length=64,
+    )
+
+
+def scorer_for(profile: str, **kwargs) -> Scorer:
+    """``cpu``, ``gpu``, ``remote``: a language model (:func:`lm_scorer`); ``organism``: the
+    course's model organism (:func:`organism_scorer`)."""
+    if profile == "organism":
+        return organism_scorer()
+    if profile not in ("cpu", "gpu", "remote"):
+        raise ValueError(f"unknown profile {profile!r}: use cpu, gpu, remote or organism")
+    return lm_scorer(profile, **kwargs)
