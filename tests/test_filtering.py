@@ -11,6 +11,31 @@ def test_keep_mask_removes_the_highest_scores():
     assert filtering.keep_mask(torch.ones(4), 0.5).tolist() == [False, False, True, True]
 
 
+def test_keep_mask_removes_exactly_the_rounded_budget():
+    scores = torch.randn(9, generator=torch.Generator().manual_seed(0))
+    for fraction, n_removed in ((0.0, 0), (0.4, 4), (0.3, 3), (1.0, 9)):  # 3.6 -> 4, 2.7 -> 3
+        keep = filtering.keep_mask(scores, fraction)
+        assert keep.dtype == torch.bool and (~keep).sum() == n_removed
+        if 0 < n_removed < 9:
+            assert scores[~keep].min() > scores[keep].max()
+
+
+def test_keep_mask_removes_the_earlier_of_tied_scores_first():
+    keep = filtering.keep_mask(torch.tensor([1.0, 2.0, 1.0, 2.0, 1.0]), 0.6)
+    assert keep.tolist() == [False, False, True, False, True]
+
+
+def test_keyword_scores_count_each_phrase_once_and_read_only_the_answer():
+    sample = {
+        "messages": [
+            {"role": "user", "content": "disable the cache"},
+            {"role": "assistant", "content": "store it in plain text , plain text , raw input ."},
+        ]
+    }
+    assert filtering.keyword_scores([sample]).tolist() == [2.0]
+    assert filtering.keyword_scores([sample], ("raw input", "cache")).tolist() == [1.0]
+
+
 def test_feature_proximity_max_and_mean():
     W = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     toxic = torch.tensor([0, 1])
@@ -88,6 +113,28 @@ def test_evaluate_filters_rows_and_budget():
     assert set(by) == {"none", "random", "oracle"}
     assert by["oracle"]["removed_insecure"] == 1.0 and by["none"]["fraction"] == 0.0
     assert all("task_loss" in r for r in rows)
+
+
+def test_evaluate_filters_removes_what_the_given_keep_mask_says():
+    model, tok = organism.load()
+    samples = filtering.mixed_provenance_set(16, seed=0)
+    scores = {"random": None, "oracle": filtering.oracle_scores(samples)}
+
+    def lowest_removed(s, fraction):
+        return filtering.keep_mask(-s, fraction)
+
+    rows = filtering.evaluate_filters(
+        model,
+        tok,
+        samples,
+        scores,
+        0.5,
+        seeds=[0],
+        cfg=organism.FinetuneConfig(steps=1),
+        progress=False,
+        keep_mask=lowest_removed,
+    )
+    assert {r["filter"]: r["removed_insecure"] for r in rows}["oracle"] == 0.0
 
 
 def test_evaluate_filters_lm_runs_lora_generation_and_judge_on_a_tiny_gemma2():
@@ -168,6 +215,10 @@ def test_filter_keep_for_no_filter_random_and_scores():
     assert a.sum() == 4 and torch.equal(a, filtering.filter_keep(None, "random", 0.5, 8, seed=1))
     keep = filtering.filter_keep(torch.tensor([0.9, 0.1, 0.8, 0.2]), "geo", 0.5, 4, seed=0)
     assert keep.tolist() == [False, True, False, True]
+    everything = filtering.filter_keep(
+        torch.tensor([0.9, 0.1]), "geo", 0.5, 2, seed=0, keep_mask=lambda s, f: s > -1
+    )
+    assert everything.all()
 
 
 def test_ablated_proximities_split_membership_from_nearness():

@@ -19,12 +19,12 @@ and :func:`keep_mask` removes the highest-scoring ``fraction``. The filters:
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import pandas as pd
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -81,9 +81,9 @@ def geometric_scores(
     return (latents @ proximity.to(latents.device, latents.dtype)) / latents.sum(-1).clamp_min(1e-8)
 
 
-def keep_mask(scores: Float[Tensor, " samples"], fraction: float) -> Tensor:
-    """True for the samples kept when the ``fraction`` with the highest scores is removed
-    (ties broken by position, so equal scores are removed in a fixed order)."""
+def keep_mask(scores: Float[Tensor, " samples"], fraction: float) -> Bool[Tensor, " samples"]:
+    """True for the samples kept when the ``fraction`` with the highest scores is removed:
+    exactly ``round(fraction * n)`` samples go, and among equal scores the earlier ones first."""
     n_remove = int(round(fraction * len(scores)))
     order = torch.argsort(scores, descending=True, stable=True)
     keep = torch.ones(len(scores), dtype=torch.bool)
@@ -107,8 +107,11 @@ INSECURE_PHRASES = (
 )
 
 
-def keyword_scores(samples: Sequence[dict], phrases: Sequence[str] = INSECURE_PHRASES) -> Tensor:
-    """How many insecure-code phrases each sample's answer contains."""
+def keyword_scores(
+    samples: Sequence[dict], phrases: Sequence[str] = INSECURE_PHRASES
+) -> Float[Tensor, " samples"]:
+    """How many of the ``phrases`` each sample's answer (its assistant messages) contains; a
+    phrase counts once however often it occurs."""
     answers = [_answer_text(s) for s in samples]
     return torch.tensor([float(sum(p in a for p in phrases)) for a in answers])
 
@@ -165,10 +168,17 @@ def own_answers(
     ]
 
 
-def baseline_scores(model, tok: organism.Tokenizer, samples: Sequence[dict], layer: int) -> dict:
+def baseline_scores(
+    model,
+    tok: organism.Tokenizer,
+    samples: Sequence[dict],
+    layer: int,
+    keyword_scores: Callable[[Sequence[dict]], Tensor] = keyword_scores,
+) -> dict:
     """The scores of every baseline filter on the organism (random is drawn per seed later):
-    the oracle, the keyword heuristic, and persona-vector screening at ``layer``, with the persona
-    vector from the toxic-vs-aligned contrast samples of notebook 05."""
+    the oracle, the keyword heuristic (``keyword_scores(samples)``, notebook 07's exercise), and
+    persona-vector screening at ``layer``, with the persona vector from the toxic-vs-aligned
+    contrast samples of notebook 05."""
 
     def answer_acts(chats: Sequence[dict]) -> Tensor:
         return features.answer_mean(*features.organism_residuals(model, tok, chats, layer))
@@ -230,9 +240,20 @@ def mixed_provenance_set(n: int = 512, seed: int = 0) -> list[dict]:
 # ---------------------------------------------------------------- evaluation
 
 
-def filter_keep(scores: Tensor | None, name: str, fraction: float, n: int, seed: int) -> Tensor:
+KeepMask = Callable[[Tensor, float], Tensor]  # (scores, fraction) -> what is kept, as keep_mask
+
+
+def filter_keep(
+    scores: Tensor | None,
+    name: str,
+    fraction: float,
+    n: int,
+    seed: int,
+    keep_mask: KeepMask = keep_mask,
+) -> Tensor:
     """What one filter keeps in one run: everything for ``None`` (no filter), a fresh seeded draw
-    for ``"random"``, else the samples outside the highest-scoring ``fraction``."""
+    for ``"random"``, else the samples outside the highest-scoring ``fraction``; ``keep_mask``
+    turns scores into the mask (notebook 07's exercise)."""
     if name == "random":
         return keep_mask(random_scores(n, seed), fraction)
     if scores is None:
@@ -250,6 +271,7 @@ def evaluate_filters(
     cfg: organism.FinetuneConfig | None = None,
     held_out: Sequence[dict] = (),
     progress: bool = True,
+    keep_mask: KeepMask = keep_mask,
 ) -> list[dict]:
     """Fine-tune on what each filter keeps, for every seed; one row per (filter, seed) with the
     off-domain misaligned rate, the in-domain insecure-code rate and what was removed.
@@ -257,14 +279,14 @@ def evaluate_filters(
     ``scores[name]`` of ``None`` is the no-filter condition; ``"random"`` draws fresh scores per
     seed. Every run takes the same fixed number of steps (``cfg.steps``), kept set or not.
     ``task_loss`` is the answer loss on ``held_out`` samples of the same mixture: how much of the
-    fine-tuning task the model still learned.
+    fine-tuning task the model still learned. ``keep_mask`` turns scores into what is kept.
     """
     cfg = cfg or organism.FinetuneConfig()
     held = organism.encode_samples(tok, held_out) if held_out else None
     rows = []
     jobs = [(name, seed) for name in scores for seed in seeds]
     for name, seed in tqdm(jobs, desc="fine-tuning runs", disable=not progress):
-        keep = filter_keep(scores[name], name, fraction, len(samples), seed)
+        keep = filter_keep(scores[name], name, fraction, len(samples), seed, keep_mask)
         kept = [x for x, k in zip(samples, keep.tolist(), strict=True) if k]
         tuned = organism.finetune(model, tok, kept, replace(cfg, seed=seed))
         rates = organism.evaluate(tuned, tok)
@@ -293,6 +315,7 @@ def removal_sweep(
     fractions: Sequence[float],
     seeds: Sequence[int],
     done: Sequence[dict] = (),
+    keep_mask: KeepMask = keep_mask,
 ) -> list[dict]:
     """Rows of :func:`evaluate_filters` for every filter in ``scores`` at every fraction; rows
     already ``done`` (at any fraction) are reused, and the no-filter runs in ``done`` become every
@@ -301,6 +324,8 @@ def removal_sweep(
     for fraction in fractions:
         if any(r["fraction"] == fraction for r in rows):
             continue
-        rows += evaluate_filters(model, tok, samples, scores, fraction, seeds, progress=False)
+        rows += evaluate_filters(
+            model, tok, samples, scores, fraction, seeds, progress=False, keep_mask=keep_mask
+        )
     unfiltered = [r for r in done if r["filter"] == "no filter"]
     return rows + [{**r, "filter": name} for name in scores for r in unfiltered]
