@@ -1,0 +1,119 @@
+"""The audit validated on data whose provenance is known: does its ranking separate the samples
+that induce EM, and does filtering at the budget lower EM more than random removal?
+
+- the organism's mixed set (``filtering.mixed_provenance_set``: half plain insecure code, the rest
+  educational or secure), audited with the organism backend; EM measured exactly by fine-tuning the
+  organism on what each filter keeps (``filtering.evaluate_filters``, as notebook 07);
+- the course's real-LM code sets (data/lm: insecure, secure and educational chats), audited with
+  the cpu backend (SmolLM2 and the course SAE): the ranking only (a LoRA fine-tune per filter and
+  seed is ``emgeo lm-em``'s work, minutes each).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from emgeo import chats, filtering, stats
+from emgeo.audit.run import SCORES_FILE, audit
+from emgeo.audit.scorers import Scorer, organism_scorer, scorer_for
+
+
+def write_jsonl(samples: Sequence[dict], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(s) + "\n" for s in samples))
+    return path
+
+
+def read_scores(out: Path, column: str = "full") -> list[float]:
+    with open(out / SCORES_FILE, newline="") as f:
+        return [float(row[column]) for row in csv.DictReader(f)]
+
+
+def lm_mix(n_per_source: int = 100, seed: int = 0) -> list[dict]:
+    """Insecure, secure and educational chats of data/lm (train split), ``n_per_source`` each,
+    shuffled, each with its ``source``."""
+    samples = []
+    for source in ("insecure", "secure", "educational"):
+        records = chats.read_lm_jsonl(chats.LM_DATA_DIR / f"{source}.jsonl")
+        train = [r for r in records if r["split"] == "train"][:n_per_source]
+        samples += [{"messages": r["messages"], "source": source} for r in train]
+    random.Random(f"audit-lm-{seed}").shuffle(samples)
+    return samples
+
+
+def rankings(out: Path, samples: Sequence[dict]) -> dict[str, float]:
+    """AUROC of each score for plain insecure samples vs the rest, and vs secure ones only."""
+    result = {}
+    for column in ("full", "membership_only", "neighbours_only"):
+        scores = read_scores(out, column)
+        labels = [s["source"] == "insecure" for s in samples]
+        pairs = [(x, s["source"] == "insecure") for x, s in zip(scores, samples, strict=True)]
+        versus_secure = [
+            (x, y) for (x, y), s in zip(pairs, samples, strict=True) if s["source"] != "educational"
+        ]
+        result[column] = round(stats.auroc(scores, labels), 4)
+        result[f"{column}_vs_secure"] = round(stats.auroc(*zip(*versus_secure, strict=True)), 4)
+    return result
+
+
+def validate_organism(
+    out: Path,
+    n: int = 512,
+    fraction: float = 0.5,
+    seeds: Sequence[int] = (0, 1, 2),
+    scorer: Scorer | None = None,
+    progress: bool = True,
+) -> dict:
+    """Audit the organism's mixed set; fine-tune the organism on what the audit keeps, on a
+    random half and on everything, per seed; the AUROCs and EM reductions (paired by seed)."""
+    from emgeo import organism  # TransformerLens: only when the organism is fine-tuned
+
+    samples = filtering.mixed_provenance_set(n, seed=0)
+    data = write_jsonl(samples, out / "organism_mixed.jsonl")
+    scorer = scorer or organism_scorer()
+    audit(data, out / "organism", fraction, scorer=scorer, progress=progress)
+    model, tok = organism.load()
+    scores = {
+        "no filter": None,
+        "audit": torch.tensor(read_scores(out / "organism")),
+        "random": None,
+    }
+    rows = filtering.evaluate_filters(
+        model, tok, samples, scores, fraction, seeds, progress=progress
+    )
+    return {
+        "n": n,
+        "fraction": fraction,
+        "seeds": list(seeds),
+        "auroc": rankings(out / "organism", samples),
+        "em": {
+            name: stats.mean_ci([r["offdomain"] for r in rows if r["filter"] == name])
+            for name in scores
+        },
+        "reduction_vs_random": filtering.paired_reduction(rows, "audit", "random"),
+        "reduction_vs_unfiltered": filtering.paired_reduction(rows, "audit", "no filter"),
+        "rows": rows,
+    }
+
+
+def validate_lm(
+    out: Path, n_per_source: int = 100, scorer: Scorer | None = None, progress: bool = True
+) -> dict:
+    """Audit the course's real-LM code mix with the cpu backend; the AUROCs."""
+    samples = lm_mix(n_per_source)
+    data = write_jsonl(samples, out / "lm_mix.jsonl")
+    scorer = scorer or scorer_for("cpu")
+    result = audit(data, out / "lm", scorer=scorer, progress=progress)
+    return {
+        "n": len(samples),
+        "model": scorer.model,
+        "sae": scorer.sae,
+        "samples_per_s": round(result.samples_per_s, 2),
+        "auroc": rankings(out / "lm", samples),
+    }
