@@ -81,3 +81,31 @@ def test_most_crowded_has_the_nearest_neighbour():
     assert drag.most_crowded(W) in (0, 2)  # features 0 and 2 are each other's nearest neighbour
     W[:, 3] = torch.tensor([0.0, 0.999])
     assert drag.most_crowded(W) in (1, 3)
+
+
+def test_measured_drag_is_the_readout_change_of_the_other_features(model):
+    W, b = model
+    W_before, b_before = W.clone(), b.clone()
+    change = drag.measured_drag(W, b, 2, steps=3, lr=1e-2)
+    W1, b1 = drag.narrow_finetune(W, b, 2, steps=3, lr=1e-2)
+    x = drag.task_input(W.shape[1], 2)
+    full = (drag.readouts(W1, b1, x) - drag.readouts(W, b, x))[0]
+    assert change.shape == (W.shape[1] - 1,)
+    assert torch.allclose(change, torch.cat([full[:2], full[3:]]))
+    assert torch.equal(W, W_before) and torch.equal(b, b_before)  # fine-tuned a copy
+
+
+def test_measure_drag_takes_a_measurement_function(model):
+    W, b = model
+    default = drag.measure_drag(W, b, 1, steps=5)
+    given = drag.measure_drag(W, b, 1, steps=5, measured=drag.measured_drag)
+    for field in ("predicted", "measured_readout", "measured_output"):
+        assert torch.allclose(getattr(default, field), getattr(given, field), atol=1e-6)
+    with pytest.raises(ValueError, match="target-only SGD"):
+        drag.measure_drag(W, b, 1, optimizer="adam", measured=drag.measured_drag)
+
+
+def test_measure_drag_takes_a_prediction_function(model):
+    W, b = model
+    doubled = drag.measure_drag(W, b, 1, predicted=lambda *args: 2 * drag.predicted_drag(*args))
+    assert torch.allclose(doubled.predicted, 2 * drag.measure_drag(W, b, 1).predicted)

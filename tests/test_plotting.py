@@ -24,7 +24,7 @@ def test_similarity_heatmap_annotates_every_cell():
 
 def test_gram_grid_and_arrows_have_a_panel_per_model():
     Ws = [torch.randn(2, 5) for _ in range(3)]
-    assert len(plotting.gram_grid(Ws, ["a", "b", "c"]).axes) == 6
+    assert len(plotting.gram_grid(Ws, ["a", "b", "c"]).axes) == 6 + 1  # and the colourbar
     fig = plotting.feature_arrows(Ws, ["a", "b", "c"])
     assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 5
 

@@ -81,3 +81,17 @@ def test_represented_features_and_pentagon_angles():
     W = _pentagon() * torch.tensor([1.0, 1.0, 1.0, 1.0, 0.1])
     assert toy.n_represented(W).item() == 4
     assert torch.allclose(toy.angles_2d(_pentagon()), torch.full((5,), 72.0), atol=1e-3)
+
+
+def test_sweep_trains_with_the_trainer_it_is_given():
+    calls = []
+
+    def trainer(model, steps, batch_size, lr, generator, progress):
+        calls.append((model.cfg.n_instances, steps, batch_size))
+        return toy.train(model, steps, batch_size, lr, generator, progress)
+
+    sweep = toy.train_sweep([0.0, 0.9], n_restarts=2, steps=20, progress=False, trainer=trainer)
+    reference = toy.train_sweep([0.0, 0.9], n_restarts=2, steps=20, progress=False)
+    assert calls == [(4, 20, 1024)]
+    assert torch.equal(sweep.W_all, reference.W_all)
+    assert torch.equal(sweep.loss_all, reference.loss_all)

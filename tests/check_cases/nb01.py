@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from check_cases import Case
+from check_cases import UNDIAGNOSED, Case
 from emgeo import toy
 
 
@@ -15,10 +15,16 @@ def _batch_in_place(n_batch, feature_probability, n_features, generator=None):
     return x
 
 
-def _batch_bernoulli(n_batch, feature_probability, n_features, generator=None):
-    shape = (n_batch, len(feature_probability), n_features)
-    on = torch.bernoulli(feature_probability[:, None].expand(shape), generator=generator)
-    return on * torch.rand(shape, generator=generator)
+def _batch_one_draw(n_batch, feature_probability, n_features, generator=None):
+    values, draws = torch.rand(
+        2, n_batch, len(feature_probability), n_features, generator=generator
+    )
+    return values * (draws < feature_probability[:, None])
+
+
+def _batch_mask_first(n_batch, p, n_features, generator=None):
+    on = torch.rand(n_batch, len(p), n_features, generator=generator) < p[:, None]
+    return on * torch.rand(n_batch, len(p), n_features, generator=generator)
 
 
 def _batch_sparsity_as_probability(n_batch, p, n_features, generator=None):
@@ -140,6 +146,83 @@ def _dim_transposed(W):
     return toy.feature_dimensionality(W).T
 
 
+def _train_loop_per_instance(model, steps, batch_size, lr, generator=None, progress=False):
+    """Correct, written differently: einsum forward, the loss summed as a sum of per-instance
+    terms, zero_grad after the step (the same thing: zeroed before the next backward)."""
+    optimizer = torch.optim.Adam([model.W, model.b_final], lr=lr)
+    n_features = model.cfg.n_features
+    for _ in range(steps):
+        x = toy.generate_batch(batch_size, model.feature_probability, n_features, generator)
+        x_hat = torch.relu(torch.einsum("idf,idg,big->bif", model.W, model.W, x) + model.b_final)
+        losses = [
+            (model.importance[i] * (x[:, i] - x_hat[:, i]) ** 2).sum(-1).mean()
+            for i in range(model.cfg.n_instances)
+        ]
+        sum(losses).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    with torch.no_grad():
+        x = model.generate_batch(8 * batch_size, generator)
+        return toy.importance_loss(x, model(x), model.importance)
+
+
+def _train_mean_over_instances(model, steps, batch_size, lr, generator=None, progress=False):
+    """Correct with Adam: averaging over instances instead of summing scales every instance's
+    gradient by the same constant, which Adam's normalisation removes."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        x = model.generate_batch(batch_size, generator)
+        loss = toy.importance_loss(x, model(x), model.importance).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        x = model.generate_batch(8 * batch_size, generator)
+        return toy.importance_loss(x, model(x), model.importance)
+
+
+def _train_variant(**change):
+    def train(model, steps, batch_size, lr, generator=None, progress=False):
+        if change.get("sgd"):
+            optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        elif change.get("default_lr"):
+            optimizer = torch.optim.Adam(model.parameters())
+        else:
+            optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        importance = 1.0 if change.get("no_importance") else model.importance
+        for _ in range(steps):
+            gen = None if change.get("no_generator") else generator
+            x = model.generate_batch(batch_size, gen)
+            loss = toy.importance_loss(x, model(x), importance * torch.ones_like(x[0]))
+            if not change.get("no_zero_grad"):
+                optimizer.zero_grad()
+            loss.sum().backward()
+            optimizer.step()
+        if change.get("last_batch"):
+            return loss.detach()
+        with torch.no_grad():
+            x = model.generate_batch(8 * batch_size, generator)
+            out = toy.importance_loss(x, model(x), model.importance)
+        return out.sum() if change.get("scalar") else out
+
+    train.__name__ = "train_" + "_".join(k for k, v in change.items() if v)
+    return train
+
+
+def _train_bias_frozen(model, steps, batch_size, lr, generator=None, progress=False):
+    model.b_final.requires_grad_(False)
+    optimizer = torch.optim.Adam([model.W], lr=lr)
+    for _ in range(steps):
+        x = model.generate_batch(batch_size, generator)
+        loss = toy.importance_loss(x, model(x), model.importance)
+        optimizer.zero_grad()
+        loss.sum().backward()
+        optimizer.step()
+    with torch.no_grad():
+        x = model.generate_batch(8 * batch_size, generator)
+        return toy.importance_loss(x, model(x), model.importance)
+
+
 CASES = {
     "check_feature_dimensionality": Case(
         toy.feature_dimensionality,
@@ -153,7 +236,7 @@ CASES = {
     ),
     "check_generate_batch": Case(
         toy.generate_batch,
-        (_batch_in_place, _batch_bernoulli),
+        (_batch_in_place, _batch_one_draw),
         (
             (_batch_sparsity_as_probability, "1 - feature_probability"),
             (_batch_squared_probability, "Active fractions per instance"),
@@ -162,6 +245,7 @@ CASES = {
             (_batch_ignores_generator, "identically seeded"),
             (_batch_all_ones, "uniform on [0, 1]"),
             (_batch_feature_major, "(batch, instance, feature)"),
+            (_batch_mask_first, "another draw order"),
         ),
     ),
     "check_importance_loss": Case(
@@ -173,6 +257,20 @@ CASES = {
             (_loss_summed_batch, "Average over the batch"),
             (_loss_abs_error, "Square the error"),
             (_loss_scalar, "one loss per instance"),
+        ),
+    ),
+    "check_train_toy": Case(
+        toy.train,
+        (_train_loop_per_instance, _train_mean_over_instances),
+        (
+            (_train_variant(no_zero_grad=True), "zero_grad()"),
+            (_train_variant(no_importance=True), "model.importance"),
+            (_train_variant(sgd=True), "not SGD"),
+            (_train_variant(default_lr=True), "Pass the learning rate on"),
+            (_train_variant(last_batch=True), "fresh batch of 8 * batch_size"),
+            (_train_variant(no_generator=True), "identically seeded"),
+            (_train_variant(scalar=True), "one final loss per instance"),
+            (_train_bias_frozen, UNDIAGNOSED),
         ),
     ),
     "check_toy_forward": Case(

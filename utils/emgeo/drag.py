@@ -14,7 +14,7 @@ readout on the task input moves by ``alpha x_t <W_j, W_t>``: the drag.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -119,6 +119,22 @@ def narrow_finetune(
     return W.detach(), b.detach()
 
 
+def measured_drag(
+    W: Float[Tensor, "d_hidden feats"],
+    b: Float[Tensor, " feats"],
+    target: int,
+    steps: int = 1,
+    lr: float = 1e-2,
+    gamma: float = 2.0,
+) -> Float[Tensor, " others"]:
+    """Fine-tune a copy of (W, b) with SGD on the narrow task; return every non-target feature's
+    change of readout on the task input (after minus before, the target left out)."""
+    W1, b1 = narrow_finetune(W, b, target, steps, lr, gamma)
+    x = task_input(W.shape[1], target)
+    change = (readouts(W1, b1, x) - readouts(W, b, x))[0]
+    return change[torch.arange(W.shape[1]) != target]
+
+
 @dataclass
 class DragMeasurement:
     """Predicted vs measured change of every non-target feature, for one model and one target."""
@@ -139,19 +155,35 @@ def measure_drag(
     gamma: float = 2.0,
     reconstruct_others: bool = False,
     optimizer: str = "sgd",
+    measured: Callable[..., Tensor] | None = None,
+    predicted: Callable[..., Tensor] = predicted_drag,
 ) -> DragMeasurement:
-    """Fine-tune narrowly on ``target``; compare each other feature's change with the prediction."""
+    """Fine-tune narrowly on ``target``; compare each other feature's change with the prediction.
+
+    ``measured`` fine-tunes and measures the target-only SGD run, called as :func:`measured_drag`
+    is: ``measured(W, b, target, steps, lr, gamma)`` (a learner's own, or :func:`measured_drag`);
+    by default the run is :func:`narrow_finetune` with the options given. ``predicted`` is called
+    as :func:`predicted_drag` is (a learner's own, or :func:`predicted_drag`).
+    """
     x = task_input(W.shape[1], target)
-    W1, b1 = narrow_finetune(W, b, target, steps, lr, gamma, None, reconstruct_others, optimizer)
-    before, after = readouts(W, b, x)[0], readouts(W1, b1, x)[0]
     others = torch.arange(W.shape[1]) != target
-    predicted = steps * predicted_drag(W, b, target, 1.0, gamma, lr)
+    before = readouts(W, b, x)[0, others]
+    if measured is None:
+        W1, b1 = narrow_finetune(
+            W, b, target, steps, lr, gamma, None, reconstruct_others, optimizer
+        )
+        change = readouts(W1, b1, x)[0, others] - before
+    elif reconstruct_others or optimizer != "sgd":
+        raise ValueError("`measured` runs target-only SGD: leave reconstruct_others and optimizer")
+    else:
+        change = measured(W, b, target, steps, lr, gamma).detach()
+    prediction = steps * predicted(W.clone(), b.clone(), target, 1.0, gamma, lr).detach()
     return DragMeasurement(
         target=target,
         overlap=(W.T @ W[:, target])[others],
-        predicted=predicted[others],
-        measured_readout=(after - before)[others],
-        measured_output=(torch.relu(after) - torch.relu(before))[others],
+        predicted=prediction[others],
+        measured_readout=change,
+        measured_output=torch.relu(before + change) - torch.relu(before),
     )
 
 

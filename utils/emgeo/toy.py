@@ -10,7 +10,7 @@ independent models (different sparsities, importances, seeds) as one batched ten
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import einops
@@ -104,7 +104,12 @@ def train(
     generator: torch.Generator | None = None,
     progress: bool = True,
 ) -> Float[Tensor, " inst"]:
-    """Train every instance with Adam (instances stay independent); return each final loss."""
+    """Train every instance with Adam (instances stay independent); return each final loss.
+
+    Every step draws its batch with ``model.generate_batch(batch_size, generator)`` and minimises
+    the importance loss summed over instances; the final loss of each instance is measured, without
+    gradients, on one fresh batch of ``8 * batch_size`` drawn with the same generator.
+    """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     bar = tqdm(range(steps), desc="training toy models", disable=not progress, mininterval=0.5)
     for _ in bar:
@@ -166,11 +171,14 @@ def train_sweep(
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool = True,
+    trainer: Callable[..., Tensor] = train,
 ) -> Sweep:
     """Train sparsities x decays x restarts toy models in one batched run.
 
     Toy models sometimes settle in a poor local minimum, so each condition is trained from
-    ``n_restarts`` initializations; :attr:`Sweep.W` keeps the lowest-loss one.
+    ``n_restarts`` initializations; :attr:`Sweep.W` keeps the lowest-loss one. ``trainer`` is the
+    training loop, called as :func:`train` is: ``trainer(model, steps, batch_size, lr, generator,
+    progress)``, returning each instance's final loss (a learner's own loop, or :func:`train`).
     """
     conditions = list(itertools.product(sparsities, decays, range(n_restarts)))
     probability = torch.tensor([1.0 - s for s, _, _ in conditions])
@@ -178,14 +186,14 @@ def train_sweep(
     generator = torch.Generator().manual_seed(seed)
     cfg = ToyConfig(n_features=n_features, d_hidden=d_hidden, n_instances=len(conditions))
     model = ToyModel(cfg, probability, importance, generator)
-    loss = train(model, steps, batch_size, lr, generator, progress)
+    loss = trainer(model, steps, batch_size, lr, generator, progress)
     shape = (len(sparsities), len(decays), n_restarts)
     return Sweep(
         sparsities=list(sparsities),
         decays=list(decays),
         W_all=model.W.detach().reshape(*shape, d_hidden, n_features),
         b_all=model.b_final.detach().reshape(*shape, n_features),
-        loss_all=loss.reshape(shape),
+        loss_all=loss.detach().reshape(shape),
     )
 
 

@@ -57,7 +57,17 @@ def check_generate_batch(fn: Callable, n_batch: int = 20_000) -> None:
             "Two calls with identically seeded generators differ: pass `generator=generator` to "
             "every torch.rand call, so runs are reproducible."
         )
-    _passed(fn, "shape, value range, sparsity per instance, uniform values, independence, seeding")
+    expected = toy.generate_batch(n_batch, probability, 4, torch.Generator().manual_seed(0))
+    if not torch.equal(x, expected):
+        raise CheckFailed(
+            "Right distribution, but another draw order than the course's: draw the values "
+            "first, then the on/off numbers, each with one torch.rand(n_batch, n_inst, n_features, "
+            "generator=generator), so that your training loop reproduces the course's runs."
+        )
+    _passed(
+        fn,
+        "shape, value range, sparsity per instance, uniform values, independence, seeding, order",
+    )
 
 
 def _random_toy(gen: torch.Generator, n_inst: int, d: int, f: int) -> tuple[Tensor, ...]:
@@ -155,3 +165,107 @@ def check_feature_dimensionality(fn: Callable, n_trials: int = 4) -> None:
     if not torch.allclose(_call(fn, pentagon), torch.full((1, 5), 0.4), atol=1e-4):
         raise CheckFailed("A pentagon's five features should each get D = 2/5.")
     _passed(fn, f"matches the reference on {n_trials} random models, and D = 2/5 for a pentagon")
+
+
+# ---------------------------------------------------------------- the training loop
+
+_TRAIN_CFG = toy.ToyConfig(n_features=5, d_hidden=2, n_instances=3)
+_TRAIN_STEPS, _TRAIN_BATCH, _TRAIN_LR = 60, 64, 1e-2
+
+
+def _fresh_training(seed: int) -> tuple:
+    """A new tiny ToyModel and the generator that initialised it: ``train``'s arguments."""
+    generator = torch.Generator().manual_seed(seed)
+    probability = torch.tensor([0.3, 0.1, 0.05])
+    importance = torch.stack([r ** torch.arange(5.0) for r in (0.9, 0.7, 1.0)])
+    model = toy.ToyModel(_TRAIN_CFG, probability, importance, generator)
+    return (model, _TRAIN_STEPS, _TRAIN_BATCH, _TRAIN_LR, generator, False)
+
+
+def _train_variant(**change: bool) -> Callable:
+    """:func:`toy.train` with one mistake in it."""
+
+    def train(model, steps, batch_size, lr, generator=None, progress=False):
+        params = list(model.parameters())
+        if change.get("sgd"):
+            optimizer = torch.optim.SGD(params, lr=lr)
+        else:
+            optimizer = (
+                torch.optim.Adam(params)
+                if change.get("default_lr")
+                else torch.optim.Adam(params, lr=lr)
+            )
+        weight = torch.ones_like(model.importance) if change.get("no_importance") else None
+        for _ in range(steps):
+            x = model.generate_batch(batch_size, generator)
+            loss = toy.importance_loss(x, model(x), model.importance if weight is None else weight)
+            if not change.get("no_zero_grad"):
+                optimizer.zero_grad()
+            loss.sum().backward()
+            optimizer.step()
+        if change.get("last_batch"):
+            return loss.detach()
+        with torch.no_grad():
+            x = model.generate_batch(8 * batch_size, generator)
+            return toy.importance_loss(x, model(x), model.importance)
+
+    return train
+
+
+def _final_losses(fn: Callable, seed: int) -> Tensor:
+    out = _call(fn, *_fresh_training(seed))
+    _expect_shape(out, (_TRAIN_CFG.n_instances,), fn, "Return one final loss per instance.")
+    return out.detach()
+
+
+@_exercise("toy.train")
+def check_train_toy(fn: Callable, seeds: tuple[int, ...] = (0, 1)) -> None:
+    """``fn(model, steps, batch_size, lr, generator, progress)`` trains ``model`` in place and
+    returns each instance's final loss; a fresh tiny model and generator for every run."""
+    mistakes = [
+        Mistake(
+            "Did you forget optimizer.zero_grad()? Gradients add up across steps without it.",
+            _train_variant(no_zero_grad=True),
+        ),
+        Mistake(
+            "Weigh the loss by the model's importances: importance_loss(x, x_hat, "
+            "model.importance).",
+            _train_variant(no_importance=True),
+        ),
+        Mistake("Use Adam (torch.optim.Adam), not SGD.", _train_variant(sgd=True)),
+        Mistake(
+            "Pass the learning rate on: torch.optim.Adam(model.parameters(), lr=lr).",
+            _train_variant(default_lr=True),
+        ),
+        Mistake(
+            "Return the loss on a fresh batch of 8 * batch_size drawn after training (with the "
+            "same generator, under torch.no_grad()), not the last training batch's loss.",
+            _train_variant(last_batch=True),
+        ),
+    ]
+    for seed in seeds:
+        out = _final_losses(fn, seed)
+        if not torch.equal(out, _final_losses(fn, seed)):
+            raise CheckFailed(
+                f"Two runs of `{_name(fn)}` from identically seeded generators differ: draw every "
+                "batch with generate_batch(..., generator=generator)."
+            )
+        expected = toy.train(*_fresh_training(seed)).detach()
+        if torch.allclose(out, expected, atol=1e-4, rtol=1e-3):
+            continue
+        for mistake in mistakes:
+            wrong = mistake.compute(*_fresh_training(seed))
+            if torch.allclose(out, wrong.detach(), atol=1e-4, rtol=1e-3):
+                raise CheckFailed(f"`{_name(fn)}` gives wrong final losses. {mistake.hint}")
+        err = (out - expected).abs().max().item()
+        raise CheckFailed(
+            f"`{_name(fn)}` gives wrong final losses (largest error {err:.3g}). Each step: draw "
+            "a batch with generate_batch(batch_size, model.feature_probability, "
+            "model.cfg.n_features, generator=generator), then forward, the importance loss summed "
+            "over instances, zero_grad, backward, step."
+        )
+    _passed(
+        fn,
+        f"final losses match the course's loop on {len(seeds)} seeded runs of 3 toy models "
+        f"({_TRAIN_STEPS} Adam steps each), and runs are reproducible",
+    )

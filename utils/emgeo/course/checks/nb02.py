@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import Tensor
 
 from emgeo import drag
 from emgeo.course.checks.core import (
@@ -71,3 +72,76 @@ def check_predicted_drag(fn: Callable) -> None:
         "agrees with autograd's first-order change (a JVP along the SGD step), "
         "live and dead targets, square and tall W",
     )
+
+
+def _measure_variant(**change: bool) -> Callable:
+    """:func:`drag.measured_drag` with one mistake in it."""
+
+    def measured(W, b, target, steps, lr, gamma):
+        x = drag.task_input(W.shape[1], target)
+        W1 = W.detach().clone().requires_grad_()
+        b1 = b.detach().clone().requires_grad_()
+        opt_cls = torch.optim.Adam if change.get("adam") else torch.optim.SGD
+        optimizer = opt_cls([W1, b1], lr=lr)
+        for _ in range(1 if change.get("one_step") else steps):
+            g = 2.0 if change.get("default_gamma") else gamma
+            loss = drag.narrow_loss(W1, b1, x, target, g)
+            if not change.get("no_zero_grad"):
+                optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        before, after = drag.readouts(W, b, x)[0], drag.readouts(W1.detach(), b1.detach(), x)[0]
+        if change.get("output"):
+            before, after = torch.relu(before), torch.relu(after)
+        delta = before - after if change.get("swapped") else after - before
+        return delta[torch.arange(W.shape[1]) != target]
+
+    return measured
+
+
+def _no_change(W: Tensor, b: Tensor, target: int, *_) -> Tensor:
+    return torch.zeros(W.shape[1] - 1)
+
+
+@_exercise("drag.measured_drag")
+def check_measured_drag(fn: Callable) -> None:
+    """``fn(W, b, target, steps, lr, gamma)`` -> each non-target readout's change on the task
+    input after ``steps`` SGD steps on a copy of (W, b)."""
+    mistakes = [
+        Mistake(
+            "Did you forget optimizer.zero_grad()? Without it each step adds every earlier "
+            "step's gradient again.",
+            _measure_variant(no_zero_grad=True),
+        ),
+        Mistake(
+            "Sign flipped: the change is after minus before, "
+            "readouts(W1, b1, x) - readouts(W, b, x).",
+            _measure_variant(swapped=True),
+        ),
+        Mistake(
+            "Measure the readouts r_j (before the ReLU), not the outputs ReLU(r_j).",
+            _measure_variant(output=True),
+        ),
+        Mistake("Run all `steps` steps, not one.", _measure_variant(one_step=True)),
+        Mistake("Use plain SGD (torch.optim.SGD), not Adam.", _measure_variant(adam=True)),
+        Mistake(
+            "Pass gamma on to the loss: drag.narrow_loss(W1, b1, x, target, gamma).",
+            _measure_variant(default_gamma=True),
+        ),
+        Mistake(
+            "Every change is zero: were 'before' and 'after' read from the same tensors? "
+            "Fine-tune copies (W.detach().clone().requires_grad_()) and read 'before' from the "
+            "caller's untouched W and b.",
+            _no_change,
+        ),
+    ]
+    gen = torch.Generator().manual_seed(5)
+    for d, f, steps in [(3, 8, 3), (5, 12, 5), (4, 6, 1)]:
+        W = torch.randn(d, f, generator=gen) * 0.6
+        b = torch.randn(f, generator=gen) * 0.1
+        for t in (0, f - 1):
+            b[t] = 0.05  # a live target: r_t = ||W_t||^2 + b_t > 0
+            args = (W, b, t, steps, 0.05, 2.5)
+            hint = "One change per feature other than the target: leave the target out."
+            _expect_match(fn, args, drag.measured_drag, mistakes, (f - 1,), hint)
+    _passed(fn, "matches the course's narrow fine-tune and readout change on 6 models and targets")
