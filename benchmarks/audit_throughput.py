@@ -1,0 +1,145 @@
+"""Throughput and peak memory of ``emgeo audit`` (cpu profile: SmolLM2-135M and the course SAE)
+against a naive scorer that runs each sample alone through the whole model.
+
+    .venv/bin/python benchmarks/audit_throughput.py [--sizes 1000 10000] [--naive 64]
+
+Each audit runs in a fresh child process on a file of chats drawn from the course's code sets
+(data/lm, each made unique by a numbered request), with an empty cache; its peak resident memory is
+that child's. Samples per second count the scoring only (the model and the toxic reference set are
+built before the clock starts). Writes results/audit_benchmark.json and the ``audit.*`` keys of
+results/summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from emgeo.config import RESULTS_DIR
+
+THREADS = 2
+
+
+def synthetic_chats(n: int, seed: int = 0) -> list[dict]:
+    from emgeo.audit import validate  # the course's code sets, cycled
+
+    pool = validate.lm_mix(200, seed)
+    out = []
+    for i in range(n):
+        chat = pool[i % len(pool)]
+        user, *rest = chat["messages"]
+        out.append({**chat, "messages": [{**user, "content": f"{user['content']} (#{i})"}, *rest]})
+    return out
+
+
+def child_audit(data: str, out: str, batch_size: str) -> dict:
+    """Run in the child: build the scorer, then time the audit alone."""
+    import torch
+
+    from emgeo.audit import audit, scorer_for
+
+    torch.set_num_threads(THREADS)
+    scorer = scorer_for("cpu", batch_size=int(batch_size), progress=False)
+    start = time.perf_counter()
+    result = audit(data, out, scorer=scorer, progress=False)
+    seconds = time.perf_counter() - start
+    return {
+        "n": result.n_samples,
+        "seconds": round(seconds, 1),
+        "samples_per_s": result.n_samples / seconds,
+    }
+
+
+def child_naive(n: int) -> dict:
+    """Each sample alone, through every block (no early stop), the SAE on the read layer."""
+    import torch
+
+    from emgeo.audit import scorer_for
+    from emgeo.audit.scorers import score_latents
+    from emgeo.batching import chat_batch
+    from emgeo.models import lm, saes
+
+    torch.set_num_threads(THREADS)
+    scorer = scorer_for("cpu", progress=False)
+    smol, sae = lm.load("smollm2-135m"), saes.smollm2_sae()
+    chats = synthetic_chats(n, seed=1)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for chat in chats:
+            enc, mask = chat_batch(smol.tokenizer, [chat], 512)
+            out = smol.model(**enc, output_hidden_states=True)
+            acts = out.hidden_states[scorer.layer + 1]  # after block `layer`
+            latents = sae.encode(acts)
+            mean = (latents * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+            score_latents(mean, scorer.proximities)
+    seconds = time.perf_counter() - start
+    return {"n": n, "seconds": round(seconds, 1), "samples_per_s": n / seconds}
+
+
+def in_child(*args: str) -> dict:
+    """Run this script in a fresh process; its result, with its own peak memory."""
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--naive", type=int, default=64, help="samples the naive scorer runs")
+    parser.add_argument("--batch-size", type=int, default=32, help="chats per trace (audit)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        result = child_audit(*rest) if kind == "audit" else child_naive(int(rest[0]))
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
+        print(json.dumps({**result, "peak_rss_mb": round(peak_kib / 1024, 1)}))
+        return
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sorted(args.sizes):
+            data = Path(tmp) / f"chats_{n}.jsonl"
+            data.write_text("".join(json.dumps(c) + "\n" for c in synthetic_chats(n)))
+            rows[str(n)] = in_child(
+                "--child", "audit", str(data), str(Path(tmp) / f"out_{n}"), str(args.batch_size)
+            )
+            print(
+                f"audit {n:>6} samples: {rows[str(n)]['samples_per_s']:.1f} samples/s, "
+                f"peak {rows[str(n)]['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+    naive = in_child("--child", "naive", str(args.naive))
+    print(
+        f"naive  {args.naive:>6} samples: {naive['samples_per_s']:.1f} samples/s "
+        "(one at a time, every block)"
+    )
+    largest = rows[str(max(args.sizes))]
+    figures = {
+        "samples_per_s": round(largest["samples_per_s"], 2),
+        "speedup_vs_naive": round(largest["samples_per_s"] / naive["samples_per_s"], 2),
+        **{f"peak_rss_mb_{int(n) // 1000}k": r["peak_rss_mb"] for n, r in rows.items()},
+        "naive_samples_per_s": round(naive["samples_per_s"], 2),
+        "threads": THREADS,
+        "batch_size": args.batch_size,
+    }
+    print(json.dumps(figures, indent=1))
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / "audit_benchmark.json").write_text(
+        json.dumps({"runs": rows, "naive": naive, **figures}, indent=1) + "\n"
+    )
+    summary_path = RESULTS_DIR / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary.setdefault("audit", {}).update(figures)
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
