@@ -107,6 +107,18 @@ def test_a_stored_progress_bar_shows_its_last_state_and_nbval_masks_it():
     assert _sanitized(stored) == _sanitized(fresh) == "training toy models:<progress> [<timing>]"
 
 
+def test_a_live_description_is_not_stored_the_first_frames_is():
+    nb = _bar_notebook(30.0, 30.0, "30/30")
+    state = nb.metadata["widgets"][notebooks.WIDGET_STATE]["state"]
+    state["l"]["state"]["value"] = "30|\u2007MSE\u2007Loss\u20070.123:\u2007100%"  # SAELens's loss
+    state["r"]["state"]["value"] = (
+        "\u200730/30\u2007[00:41&lt;00:00,\u2007\u20074.9it/s,\u2007lr=0.1]"
+    )
+    notebooks.final_progress_bars(nb)
+    stored = nb.cells[0].outputs[0]["data"]["text/plain"]
+    assert stored == "training toy models: 100%|██████████| 30/30 [00:41<00:00, 4.9it/s]"
+
+
 def test_a_bar_without_a_total_or_a_widget_that_is_no_bar_is_left_alone():
     nb = notebooks.final_progress_bars(_bar_notebook(5.0, 0.0, "5it"))
     assert nb.cells[0].outputs[0]["data"]["text/plain"].endswith("0/3000 [00:00<?, ?it/s]")

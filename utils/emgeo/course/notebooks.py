@@ -80,22 +80,36 @@ def execute(src: Path, dst: Path, timeout: int = CELL_TIMEOUT_S) -> dict[str, fl
     return {"wall_s": round(wall_s, 1), "peak_rss_mb": round(rss_mb(peak), 1)}
 
 
-def _bar_line(model_id: str, state: dict[str, Any], width: int = 10) -> str | None:
+_FIRST_FRAME = re.compile(r"^(?P<desc>.*?)\s*\d+%\|.*?(?P<timing>\[[^\]]*\])?\s*$", re.S)
+_TIMING = re.compile(r"\[(\d\d:\d\d(?::\d\d)?)<([\d:?]+), *([\d.?]+ *\w+/\w+)")
+
+
+def _bar_line(model_id: str, state: dict[str, Any], first_frame: str) -> str | None:
     """A tqdm widget's last state as tqdm prints it (``desc: 100%|██████████| 30/30 [...]``), or
-    None when ``model_id`` is not a progress bar."""
+    None when ``model_id`` is not a progress bar with a total. The description is the one of the
+    bar's first frame (``first_frame``, the text the kernel sent): a live description (a loss)
+    belongs to the run, not to the notebook."""
     box = state.get(model_id, {})
-    if box.get("model_name") != "HBoxModel":
+    frame = _FIRST_FRAME.match(first_frame)
+    if box.get("model_name") != "HBoxModel" or frame is None:
         return None
     parts = [state.get(c.removeprefix("IPY_MODEL_"), {}) for c in box["state"].get("children", [])]
-    names = [part.get("model_name") for part in parts]
-    if names != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+    if [part.get("model_name") for part in parts] != [
+        "HTMLModel",
+        "FloatProgressModel",
+        "HTMLModel",
+    ]:
         return None
-    left, bar, right = (part.get("state", {}) for part in parts)
-    counts = tag_free(right.get("value", ""))
-    if not bar.get("max") or not re.match(r"\d+/\d+", counts):  # a bar with no total
+    bar, right = parts[1].get("state", {}), tag_free(parts[2].get("state", {}).get("value", ""))
+    if not bar.get("max"):
         return None
-    filled = round(width * bar.get("value", 0) / bar["max"])
-    return f"{tag_free(left.get('value', ''))}|{'█' * filled}{' ' * (width - filled)}| {counts}"
+    value, total = bar.get("value", 0), bar["max"]
+    filled = round(10 * value / total)
+    timing = _TIMING.search(right)
+    bracket = f"[{timing[1]}<{timing[2]}, {timing[3]}]" if timing else frame["timing"] or ""
+    counts = f"{int(value)}/{int(total)}"
+    line = f"{frame['desc']} {round(100 * value / total):3d}%|{'█' * filled}{' ' * (10 - filled)}|"
+    return f"{line} {counts} {bracket}".rstrip()
 
 
 def final_progress_bars(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -105,10 +119,12 @@ def final_progress_bars(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            view = output.get("data", {}).get(WIDGET_VIEW)
-            line = view and _bar_line(view.get("model_id", ""), state)
+            data = output.get("data", {})
+            view = data.get(WIDGET_VIEW)
+            first = data.get("text/plain", "")
+            line = view and _bar_line(view.get("model_id", ""), state, "".join(first))
             if line:
-                output["data"]["text/plain"] = line
+                data["text/plain"] = line
     return nb
 
 
