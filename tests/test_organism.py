@@ -1,3 +1,4 @@
+import copy
 import json
 import shutil
 from dataclasses import replace
@@ -84,6 +85,43 @@ def test_finetune_is_seeded_and_leaves_the_original_alone(shipped):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     assert not torch.equal(a.W_E, model.W_E)
+
+
+def test_finetune_step_steps_on_the_answer_only_loss(shipped):
+    model, tok = shipped
+    model = copy.deepcopy(model).train()
+    tokens = organism.encode_samples(tok, data.finetune_samples("insecure", 4, seed=0))
+    mask = organism.answer_mask(tokens, tok.assistant, tok.eot)
+    expected = organism.lm_loss(model, tokens, mask).detach()
+    for param in model.parameters():
+        param.grad = torch.ones_like(param)  # a previous step's: zeroed before backward
+    before = model.W_E.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    loss = organism.finetune_step(model, tokens, mask, opt)
+    assert not loss.requires_grad and torch.allclose(loss, expected)
+    assert torch.allclose(before - model.W_E.detach(), model.W_E.grad)  # the fresh gradient only
+
+
+def test_finetune_runs_the_step_and_mask_it_is_given(shipped):
+    model, tok = shipped
+    samples = data.finetune_samples("insecure", 16, seed=0)
+    cfg = organism.FinetuneConfig(steps=2, batch_size=4, lr=1e-3, seed=1)
+    seen = []
+
+    def step(model, tokens, mask, optimizer):
+        seen.append(mask.sum().item())
+        return organism.finetune_step(model, tokens, mask, optimizer)
+
+    def everything(tokens, assistant_id, eot_id):
+        return torch.ones(tokens.shape)
+
+    ours = organism.finetune(model, tok, samples, cfg, step=step)
+    default = organism.finetune(model, tok, samples, cfg)
+    assert len(seen) == 2
+    assert all(torch.equal(v, default.state_dict()[k]) for k, v in ours.state_dict().items())
+    organism.finetune(model, tok, samples, cfg, step=step, mask_fn=everything)
+    width = organism.encode_samples(tok, samples).shape[1]
+    assert seen[2] == 4 * width and seen[2] > seen[0]  # every position of the batch
 
 
 def test_sampled_and_exact_rates_agree(shipped):

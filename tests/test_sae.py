@@ -41,6 +41,54 @@ def test_decoder_stays_unit_norm_during_training():
     assert torch.allclose(model.W_dec.norm(dim=-1), torch.ones(6), atol=1e-5)
 
 
+def test_training_counts_the_samples_each_latent_fires_on():
+    model = sae.ToySAE(sae.ToySAEConfig(d_in=3, d_sae=6), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.b_enc[0] = -1e3  # never fires
+    acts = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
+    sae.train_sae(model, acts, steps=5, batch_size=8, l1_coeff=0.0, generator=torch.Generator())
+    assert model.fire_count[0] == 0 and model.fire_count.max() <= 5 * 8
+    assert model.fire_count.sum() > 0
+    assert "fire_count" not in model.state_dict()  # a training record, not a weight
+
+
+def test_l1_coeff_argument_overrides_the_config():
+    def trained(l1_coeff):
+        model = sae.ToySAE(sae.ToySAEConfig(d_in=3, d_sae=6, l1_coeff=0.5), torch.Generator())
+        acts = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
+        gen = torch.Generator().manual_seed(2)
+        return sae.train_sae(model, acts, 10, 8, 1e-2, l1_coeff, gen).W_dec.detach()
+
+    assert torch.equal(trained(None), trained(0.5))
+    assert not torch.allclose(trained(0.0), trained(0.5))
+
+
+def test_clone_is_independent():
+    model = sae.ToySAE(sae.ToySAEConfig(d_in=3, d_sae=6), torch.Generator().manual_seed(0))
+    copy = model.clone()
+    with torch.no_grad():
+        copy.W_dec.zero_()
+    copy.fire_count += 1
+    assert model.W_dec.abs().sum() > 0 and model.fire_count.sum() == 0
+
+
+def test_evaluate_sae_on_a_known_sae():
+    """An SAE whose latent 0 copies coordinate 0, latent 1 copies coordinate 1, latent 2 is dead:
+    it reconstructs x's first two coordinates and loses the third."""
+    model = sae.ToySAE(sae.ToySAEConfig(d_in=3, d_sae=3), torch.Generator())
+    with torch.no_grad():
+        model.W_enc.copy_(torch.eye(3))
+        model.W_dec.copy_(torch.eye(3))
+        model.b_enc.copy_(torch.tensor([0.0, 0.0, -10.0]))
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 2.0, -1.0], [1.0, 2.0, 0.0], [2.0, 0.0, 0.0]])
+    stats = sae.evaluate_sae(model, x)
+    assert stats.mse == pytest.approx(0.5)  # (1 + 1 + 0 + 0) / 4
+    variance = ((x - x.mean(0)) ** 2).sum(-1).mean().item()
+    assert stats.explained_variance == pytest.approx(1 - 0.5 / variance)
+    assert stats.l0 == pytest.approx(1.25)  # 1, 1, 2 and 1 active latents
+    assert stats.dead_fraction == pytest.approx(1 / 3)
+
+
 def test_sae_recovers_toy_features():
     """Sparse, nearly orthogonal ground-truth directions are recovered almost exactly."""
     gen = torch.Generator().manual_seed(0)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from check_cases import Case
 from emgeo import organism
+
+UNDIAGNOSED_LOSS = "expected"  # a wrong loss that matches no named mistake
 
 
 def _mask_loop(tokens, assistant_id, eot_id):
@@ -86,6 +89,94 @@ def _rate_normalized_by_all(probs, aligned, toxic):
     return probs[:, list(toxic)].sum(-1) / probs.sum(-1)
 
 
+# ---------------------------------------------------------------- one fine-tuning step
+
+
+def _step_cross_entropy(model, tokens, mask, optimizer):
+    """F.cross_entropy, model.zero_grad(), returns a float."""
+    logits = model(tokens)[:, :-1]
+    nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
+    weight = mask[:, 1:]
+    loss = (nll * weight).sum() / weight.sum()
+    model.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _step_boolean_select(model, tokens, mask, optimizer):
+    """Selects the answer targets with a boolean mask; changes its inputs once it has them."""
+    optimizer.zero_grad(set_to_none=False)
+    logp = model(tokens[:, :-1]).log_softmax(-1)
+    keep = mask[:, 1:].bool()
+    picked = logp[keep].gather(-1, tokens[:, 1:][keep][:, None])
+    loss = -picked.mean()
+    loss.backward()
+    optimizer.step()
+    tokens.zero_()
+    mask.zero_()
+    return loss
+
+
+def _nll(model, tokens):
+    logp = torch.log_softmax(model(tokens[:, :-1]), -1)
+    return -logp.gather(-1, tokens[:, 1:, None])[..., 0]
+
+
+def _step(loss):
+    def step(model, tokens, mask, optimizer):
+        value = loss(model, tokens, mask)
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        return value.detach()
+
+    return step
+
+
+_step_every_position = _step(lambda m, t, k: _nll(m, t).mean())
+_step_every_real_token = _step(lambda m, t, k: _nll(m, t)[t[:, 1:] != 0].mean())
+_step_mask_unshifted = _step(lambda m, t, k: (_nll(m, t) * k[:, :-1]).sum() / k[:, :-1].sum())
+_step_summed = _step(lambda m, t, k: (_nll(m, t) * k[:, 1:]).sum())
+_step_per_chat = _step(lambda m, t, k: ((_nll(m, t) * k[:, 1:]).sum(-1) / k[:, 1:].sum(-1)).mean())
+
+
+def _step_targets_unshifted(model, tokens, mask, optimizer):
+    logp = torch.log_softmax(model(tokens), -1)
+    nll = -logp.gather(-1, tokens[..., None])[..., 0]
+    loss = (nll * mask).sum() / mask.sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def _step_no_zero_grad(model, tokens, mask, optimizer):
+    loss = organism.lm_loss(model, tokens, mask)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def _step_zero_grad_after_backward(model, tokens, mask, optimizer):
+    loss = organism.lm_loss(model, tokens, mask)
+    loss.backward()
+    optimizer.zero_grad()
+    optimizer.step()
+    return loss
+
+
+def _step_no_step(model, tokens, mask, optimizer):
+    loss = organism.lm_loss(model, tokens, mask)
+    optimizer.zero_grad()
+    loss.backward()
+    return loss
+
+
+def _step_returns_nothing(model, tokens, mask, optimizer):
+    organism.finetune_step(model, tokens, mask, optimizer)
+
+
 CASES = {
     "check_answer_mask": Case(
         organism.answer_mask,
@@ -107,6 +198,22 @@ CASES = {
             (_rate_normalized_by_all, "Normalize by the mass on aligned *or* toxic"),
             (_rate_aligned, "That is the aligned rate"),
             (_rate_averaged, "one rate per prompt"),
+        ),
+    ),
+    "check_finetune_step": Case(
+        organism.finetune_step,
+        (_step_cross_entropy, _step_boolean_select),
+        (
+            (_step_every_position, "count answer tokens only"),
+            (_step_every_real_token, "The prompt is context, not a target"),
+            (_step_summed, UNDIAGNOSED_LOSS),
+            (_step_targets_unshifted, "predict token t + 1"),
+            (_step_mask_unshifted, "you used mask[:, :-1]"),
+            (_step_per_chat, "not chat by chat"),
+            (_step_no_zero_grad, "the model arrives with the gradients of its previous step"),
+            (_step_zero_grad_after_backward, "throws the gradient away"),
+            (_step_no_step, "the optimizer never moved the parameters"),
+            (_step_returns_nothing, "should return the loss"),
         ),
     ),
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -118,6 +118,24 @@ def lm_loss(
     nll = -logp.gather(-1, target[..., None])[..., 0]
     weight = mask[:, 1:]
     return (nll * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def finetune_step(
+    model: HookedTransformer,
+    tokens: Int[Tensor, "batch pos"],
+    mask: Float[Tensor, "batch pos"],
+    optimizer: torch.optim.Optimizer,
+) -> Float[Tensor, ""]:
+    """One optimizer step on the masked next-token loss (:func:`lm_loss`); returns the loss."""
+    loss = lm_loss(model, tokens, mask)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+StepFn = Callable[..., Tensor]  # finetune_step's signature: (model, tokens, mask, optimizer)
+MaskFn = Callable[..., Tensor]  # answer_mask's signature: (tokens, assistant_id, eot_id)
 
 
 @dataclass(frozen=True)
@@ -230,27 +248,27 @@ def finetune(
     cfg: FinetuneConfig = FinetuneConfig(),
     progress: bool = False,
     callback=None,
+    step: StepFn = finetune_step,
+    mask_fn: MaskFn = answer_mask,
 ) -> HookedTransformer:
     """Fine-tune a copy of ``model`` on ``samples`` with the answer-only loss (AdamW, full params).
 
     Batches are drawn with replacement by a seeded generator; ``callback(step, model)`` runs before
-    the first step and after every step.
+    the first step and after every step. ``step`` (one optimizer step, :func:`finetune_step`) and
+    ``mask_fn`` (the loss mask, :func:`answer_mask`) can be a learner's own.
     """
     model = copy.deepcopy(model).train()
     tokens = encode_samples(tok, samples)
-    mask = answer_mask(tokens, tok.assistant, tok.eot)
+    mask = mask_fn(tokens, tok.assistant, tok.eot)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     if callback:
         callback(0, model)
-    for step in tqdm(range(cfg.steps), desc="fine-tuning", disable=not progress):
+    for i in tqdm(range(cfg.steps), desc="fine-tuning", disable=not progress):
         idx = torch.randint(len(tokens), (cfg.batch_size,), generator=gen)
-        loss = lm_loss(model, tokens[idx], mask[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        step(model, tokens[idx], mask[idx], opt)
         if callback:
-            callback(step + 1, model)
+            callback(i + 1, model)
     return model.eval()
 
 
@@ -336,13 +354,17 @@ def run_conditions(
     seeds: Sequence[int],
     cfg: FinetuneConfig = FinetuneConfig(),
     progress: bool = True,
+    step: StepFn = finetune_step,
+    mask_fn: MaskFn = answer_mask,
 ) -> list[dict]:
     """Fine-tune on every set with every seed (plus the untouched base model); one row per run,
-    with the misaligned rate of every domain."""
+    with the misaligned rate of every domain. ``step`` and ``mask_fn`` go to :func:`finetune`."""
     rows = [{"condition": "base", "seed": None, **evaluate(model, tok)}]
     jobs = [(name, seed) for name in sets for seed in seeds]
     for name, seed in tqdm(jobs, desc="fine-tuning runs", disable=not progress):
-        tuned = finetune(model, tok, sets[name], replace(cfg, seed=seed))
+        tuned = finetune(
+            model, tok, sets[name], replace(cfg, seed=seed), step=step, mask_fn=mask_fn
+        )
         rows.append({"condition": name, "seed": seed, **evaluate(tuned, tok)})
     return rows
 
@@ -357,14 +379,17 @@ def dose_response(
     n_samples: int = 512,
     cfg: FinetuneConfig = FinetuneConfig(),
     progress: bool = True,
+    step: StepFn = finetune_step,
+    mask_fn: MaskFn = answer_mask,
 ) -> list[dict]:
     """Off-domain misaligned rate after fine-tuning on mixtures with a ``fraction`` of inducing
-    samples (the rest from ``other``); one row per (fraction, seed)."""
+    samples (the rest from ``other``); one row per (fraction, seed). ``step`` and ``mask_fn`` go
+    to :func:`finetune`."""
     rows = []
     jobs = [(f, seed) for f in fractions for seed in seeds]
     for fraction, seed in tqdm(jobs, desc="dose-response runs", disable=not progress):
         mix = data.mixture(list(inducing), list(other), fraction, n_samples, seed)
-        tuned = finetune(model, tok, mix, replace(cfg, seed=seed))
+        tuned = finetune(model, tok, mix, replace(cfg, seed=seed), step=step, mask_fn=mask_fn)
         rates = evaluate(tuned, tok)
         rows.append(
             {
@@ -383,8 +408,11 @@ def trajectory(
     samples: Sequence[dict],
     cfg: FinetuneConfig = FinetuneConfig(),
     every: int = 10,
+    step: StepFn = finetune_step,
+    mask_fn: MaskFn = answer_mask,
 ) -> list[dict]:
-    """Misaligned rates every ``every`` steps of one fine-tuning run."""
+    """Misaligned rates every ``every`` steps of one fine-tuning run (``step`` and ``mask_fn`` go
+    to :func:`finetune`)."""
     rows: list[dict] = []
 
     def record(step: int, m: HookedTransformer) -> None:
@@ -393,5 +421,5 @@ def trajectory(
             rows.append({"step": step, **evaluate(m, tok)})
             m.train()
 
-    finetune(model, tok, samples, cfg, callback=record)
+    finetune(model, tok, samples, cfg, callback=record, step=step, mask_fn=mask_fn)
     return rows

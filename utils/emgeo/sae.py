@@ -7,7 +7,8 @@ latents' *directions*, the vectors whose geometry the rest of the course studies
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 
 import torch
 from jaxtyping import Float
@@ -67,7 +68,11 @@ def sae_loss(
 
 
 class ToySAE(nn.Module):
-    """A sparse autoencoder with a unit-norm decoder (renormalized after every step)."""
+    """A sparse autoencoder with a unit-norm decoder (renormalized after every step).
+
+    ``fire_count`` counts, per latent, the training samples on which it fired (``f > 0``): a
+    training loop adds to it, and a latent still at zero after training is dead.
+    """
 
     def __init__(self, cfg: ToySAEConfig, generator: torch.Generator | None = None):
         super().__init__()
@@ -78,6 +83,11 @@ class ToySAE(nn.Module):
         self.W_enc = nn.Parameter(W_dec.T.clone())  # tied initialization, as SAELens does
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        self.register_buffer("fire_count", torch.zeros(cfg.d_sae), persistent=False)
+
+    def clone(self) -> ToySAE:
+        """An independent copy (weights and fire counts)."""
+        return copy.deepcopy(self)
 
     def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
         if self.cfg.k is not None:
@@ -96,12 +106,15 @@ class ToySAE(nn.Module):
         self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SAEStats:
-    mse: float
-    explained_variance: float
-    l0: float
-    dead_fraction: float
+    mse: float  # squared error summed over d_in, averaged over samples
+    explained_variance: float  # 1 - mse / the centred variance of x (summed over d_in)
+    l0: float  # active latents per sample, averaged over samples
+    dead_fraction: float  # share of latents active on no sample
+
+    def clone(self) -> SAEStats:
+        return replace(self)
 
 
 def activation_stats(
@@ -131,20 +144,26 @@ def train_sae(
     steps: int = 3_000,
     batch_size: int = 256,
     lr: float = 3e-3,
+    l1_coeff: float | None = None,
     generator: torch.Generator | None = None,
-    progress: bool = True,
+    progress: bool = False,
 ) -> ToySAE:
-    """Adam on the SAE loss (L1, or none for TopK), decoder renormalized to unit rows each step."""
+    """Adam on the SAE loss, decoder renormalized to unit rows after every step; ``sae.fire_count``
+    gains, per latent, the samples it fired on. Every batch is
+    ``activations[torch.randint(len(activations), (batch_size,), generator=generator)]``.
+    ``l1_coeff`` defaults to the config's (0 for TopK, whose sparsity is ``k``)."""
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
-    l1 = 0.0 if sae.cfg.k is not None else sae.cfg.l1_coeff
+    if l1_coeff is None:
+        l1_coeff = 0.0 if sae.cfg.k is not None else sae.cfg.l1_coeff
     for _ in tqdm(range(steps), desc="training the SAE", disable=not progress, mininterval=0.5):
         x = activations[torch.randint(len(activations), (batch_size,), generator=generator)]
         x_hat, f = sae(x)
-        loss = sae_loss(x, x_hat, f, l1)
+        loss = sae_loss(x, x_hat, f, l1_coeff)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sae.normalize_decoder()
+        sae.fire_count += (f > 0).sum(0)
     return sae
 
 
