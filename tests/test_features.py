@@ -35,6 +35,22 @@ def test_top_features_ranks_by_mean_difference_among_alive():
     assert features.top_features(pos, neg, 2, alive).tolist() == [0, 2]
 
 
+def test_feature_sets_choose_with_the_function_they_are_given():
+    gen = torch.Generator().manual_seed(0)
+    encoded = {name: torch.rand(4, 12, generator=gen) for name in ("insecure", "secure", "toxic")}
+    encoded["aligned"] = torch.rand(6, 12, generator=gen)
+    seen = []
+
+    def top(positive, negative, k, alive=None):
+        seen.append((len(positive), len(negative), k, alive))
+        return features.top_features(positive, negative, k, alive)
+
+    mine = features.feature_sets(encoded, 3, top=top)
+    assert seen == [(4, 4, 3, None), (4, 4, 3, None), (4, 6, 3, None)]
+    for name, idx in features.feature_sets(encoded, 3).as_dict().items():
+        assert torch.equal(mine.as_dict()[name], idx)
+
+
 def test_contrast_samples_pair_toxic_and_aligned_answers_to_the_same_question():
     sets = features.contrast_samples(20, seed=3)
     assert {len(v) for v in sets.values()} == {20}

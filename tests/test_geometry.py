@@ -36,6 +36,42 @@ def test_permutation_test_detects_a_shift_and_not_noise():
     assert p_reverse > 0.9
 
 
+def test_permutation_test_draws_from_its_generator_and_counts_the_observed_labelling():
+    a, b = torch.tensor([3.0, 4.0, 5.0]), torch.tensor([0.0, 1.0, 2.0])
+    first = stats.permutation_test(a, b, 500, torch.Generator().manual_seed(3))
+    again = stats.permutation_test(a, b, 500, torch.Generator().manual_seed(3))
+    assert first.p_value == again.p_value and torch.equal(first.null, again.null)
+    p, null = first  # unpacks as (p, null)
+    # only the observed split (1 of 20) reaches mean(a) - mean(b) = 3: p = (hits + 1) / 501
+    assert p == ((null >= 3.0 - 1e-6).sum().item() + 1) / 501 and p >= 1 / 501
+    assert first.clone().null is not first.null
+    default, _ = stats.permutation_test(a, b, 500)
+    assert default == stats.permutation_test(a, b, 500, torch.Generator().manual_seed(0))[0]
+
+
+def test_compare_sets_uses_the_functions_it_is_given():
+    gen = torch.Generator().manual_seed(5)
+    W = torch.randn(60, 8, generator=gen)
+    sets = (torch.arange(0, 5), torch.arange(5, 10), torch.arange(10, 15), torch.arange(15, 60))
+    calls = {"proximity": 0, "permutation": 0}
+
+    def proximity(W_dec, members, toxic):
+        calls["proximity"] += 1
+        return geometry.proximity_to_set(W_dec, members, toxic)
+
+    def permutation(a, b, n_permutations, generator):
+        calls["permutation"] += 1
+        return stats.permutation_test(a, b, n_permutations, generator)
+
+    mine = geometry.compare_sets(
+        W, *sets, n_permutations=200, proximity=proximity, permutation=permutation
+    )
+    reference = geometry.compare_sets(W, *sets, n_permutations=200)
+    assert calls == {"proximity": 2 + 1_000, "permutation": 1}
+    assert mine["p_value"] == reference["p_value"]
+    torch.testing.assert_close(mine["random_means"], reference["random_means"])
+
+
 def test_cohens_d_of_unit_shift():
     a, b = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 1.0, 2.0])
     assert abs(stats.cohens_d(a, b) - 1.0) < 1e-6

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from check_cases import UNDIAGNOSED, Case
-from emgeo import geometry, probes
+from emgeo import geometry, probes, stats
 
 
 def _readout_in_place(W_U, scale, positive, negative):
@@ -93,6 +93,85 @@ def _prox_abs(W, members, toxic):
     return sims.masked_fill(same, 0.0).sum(-1) / (~same).sum(-1)
 
 
+def _perm_loop(a, b, n_permutations, generator):
+    pooled = torch.cat([a, b])
+    orders = torch.rand(n_permutations, len(pooled), generator=generator).argsort(-1)
+    null = torch.empty(n_permutations)
+    for i, order in enumerate(orders):
+        row = pooled[order]
+        null[i] = row[: len(a)].sum() / len(a) - row[len(a) :].sum() / len(b)
+    observed = a.sum() / len(a) - b.sum() / len(b)
+    count = int((null >= observed).sum())
+    return (count + 1) / (n_permutations + 1), null
+
+
+def _perm_in_place(a, b, n_permutations, generator):
+    observed = a.mean() - b.mean()
+    a -= b.mean()  # centred on b's mean in place: the differences do not change
+    b -= b.mean()
+    pooled = torch.cat([a, b])
+    rows = pooled[torch.rand(n_permutations, len(pooled), generator=generator).argsort(-1)]
+    null = rows[:, : len(a)].mean(-1) - rows[:, len(a) :].mean(-1)
+    return ((null >= observed - 1e-12).sum().item() + 1) / (n_permutations + 1), null
+
+
+def _perm_with(a, b, n_permutations, generator, *, at=None, flip=False, within=False):
+    """The test with one thing changed: where the rows are split, the sign, what is shuffled."""
+    if within:
+        null = (a.mean() - b.mean()).expand(n_permutations)
+        return ((null >= a.mean() - b.mean()).sum().item() + 1) / (n_permutations + 1), null
+    pooled = torch.cat([a, b])
+    rows = pooled[torch.rand(n_permutations, len(pooled), generator=generator).argsort(-1)]
+    split = len(a) if at is None else at
+    null = rows[:, :split].mean(-1) - rows[:, split:].mean(-1)
+    observed = a.mean() - b.mean()
+    if flip:
+        null, observed = -null, -observed
+    return ((null >= observed).sum().item() + 1) / (n_permutations + 1), null
+
+
+def _perm_flipped(a, b, n_permutations, generator):
+    return _perm_with(a, b, n_permutations, generator, flip=True)
+
+
+def _perm_split_at_b(a, b, n_permutations, generator):
+    return _perm_with(a, b, n_permutations, generator, at=len(b))
+
+
+def _perm_within_groups(a, b, n_permutations, generator):
+    return _perm_with(a, b, n_permutations, generator, within=True)
+
+
+def _perm_no_plus_one(a, b, n_permutations, generator):
+    _, null = stats.permutation_test(a, b, n_permutations, generator)
+    return (null >= a.mean() - b.mean()).float().mean().item(), null
+
+
+def _perm_two_sided(a, b, n_permutations, generator):
+    _, null = stats.permutation_test(a, b, n_permutations, generator)
+    observed = (a.mean() - b.mean()).abs()
+    return ((null.abs() >= observed).sum().item() + 1) / (n_permutations + 1), null
+
+
+def _perm_other_tail(a, b, n_permutations, generator):
+    _, null = stats.permutation_test(a, b, n_permutations, generator)
+    return ((null <= a.mean() - b.mean()).sum().item() + 1) / (n_permutations + 1), null
+
+
+def _perm_randperm(a, b, n_permutations, generator):
+    pooled = torch.cat([a, b])
+    orders = torch.stack(
+        [torch.randperm(len(pooled), generator=generator) for _ in range(n_permutations)]
+    )
+    rows = pooled[orders]
+    null = rows[:, : len(a)].mean(-1) - rows[:, len(a) :].mean(-1)
+    return ((null >= a.mean() - b.mean()).sum().item() + 1) / (n_permutations + 1), null
+
+
+def _perm_p_only(a, b, n_permutations, generator):
+    return stats.permutation_test(a, b, n_permutations, generator)[0]
+
+
 CASES = {
     "check_proximity_to_set": Case(
         geometry.proximity_to_set,
@@ -114,6 +193,20 @@ CASES = {
             (_readout_flipped, "positive minus negative"),
             (_readout_summed, "Average each family's columns"),
             (_readout_divided, UNDIAGNOSED),
+        ),
+    ),
+    "check_permutation_test": Case(
+        stats.permutation_test,
+        (_perm_loop, _perm_in_place),
+        (
+            (_perm_flipped, "mean(b) - mean(a)"),
+            (_perm_split_at_b, "The groups lost their sizes"),
+            (_perm_within_groups, "you shuffled within each group"),
+            (_perm_no_plus_one, "Add 1 to the count"),
+            (_perm_two_sided, "two-sided p-value"),
+            (_perm_other_tail, "at most the observed one"),
+            (_perm_randperm, "Draw every relabelling at once"),
+            (_perm_p_only, "should return a pair"),
         ),
     ),
 }

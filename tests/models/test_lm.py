@@ -1,3 +1,4 @@
+import copy
 import json
 import platform
 import re
@@ -5,7 +6,7 @@ import re
 import huggingface_hub.constants
 import pytest
 import torch
-from helpers import TEXTS, build_model, build_tokenizer
+from helpers import SAMPLES, TEXTS, build_chat_lm, build_model, build_tokenizer
 from nnsight.intervention.backends.local import LocalSimulationBackend
 
 from emgeo import config, errors
@@ -299,13 +300,51 @@ def test_the_nnsight_wrapper_leaves_the_model_where_it_is(monkeypatch):
 
 
 @pytest.mark.parametrize("remote", [False, "local"])
-def test_a_layer_returning_a_tuple_is_read_the_same(tiny_lm, monkeypatch, remote):
+def test_a_layer_returning_a_tuple_is_read_the_same(tiny_lm, remote):
+    model = copy.deepcopy(tiny_lm.model)  # a copy nnsight has not wrapped yet
     expected = tracing.residual_activations(tiny_lm, TEXTS, 1, remote=remote).acts
-    layer = tiny_lm.model.model.layers[1]
-    forward = layer.forward
-    monkeypatch.setattr(layer, "forward", lambda *a, **k: (forward(*a, **k), None))
-    tuple_out = tracing.residual_activations(tiny_lm, TEXTS, 1, remote=remote).acts
+    layer = model.model.layers[1]
+    forward = layer.forward  # patched before nnsight wraps the model, so its trace sees a tuple
+    layer.forward = lambda *a, **k: (forward(*a, **k), None)
+    tuples = lm.from_model(model, tiny_lm.tokenizer)
+    traced = lm.as_nnsight(tuples)
+    with traced.trace(tracing.tokenize(tuples, TEXTS)) as tracer:
+        seen = traced.model.layers[1].output.save()
+        tracer.stop()
+    assert isinstance(seen, tuple)
+    tuple_out = tracing.residual_activations(tuples, TEXTS, 1, remote=remote).acts
     torch.testing.assert_close(tuple_out, expected)
+
+
+def test_trace_layer_saves_one_block_and_stops_there(tiny_lm):
+    batch = tracing.tokenize(tiny_lm, TEXTS)
+    later = []
+    hook = tiny_lm.model.model.layers[1].register_forward_hook(lambda *a: later.append(1))
+    acts = tracing.trace_layer(lm.as_nnsight(tiny_lm), **batch, layer=0)
+    hook.remove()
+    assert later == [] and acts.shape == (*batch["input_ids"].shape, 32)
+    for row, text in enumerate(TEXTS):
+        alone = unbatched_layer_output(tiny_lm.model, text, tiny_lm.tokenizer, 0)
+        torch.testing.assert_close(acts[row, -len(alone) :], alone, atol=1e-5, rtol=1e-4)
+
+
+def test_every_batching_path_reads_with_the_trace_it_is_given(tiny_lm):
+    calls = []
+
+    def trace(model, input_ids, attention_mask, layer, remote=False):
+        calls.append((tuple(input_ids.shape), layer, remote))
+        return tracing.trace_layer(model, input_ids, attention_mask, layer, remote)
+
+    acts, _ = tracing.residual_activations(tiny_lm, TEXTS, 1, batch_size=2, trace=trace)
+    torch.testing.assert_close(acts, tracing.residual_activations(tiny_lm, TEXTS, 1).acts)
+    assert [(shape[0], layer, remote) for shape, layer, remote in calls] == [(2, 1, False)] + [
+        (1, 1, False)
+    ]
+    chat_lm = build_chat_lm("llama")
+    calls.clear()
+    batches = list(tracing.iter_chat_residuals(chat_lm, SAMPLES, 0, batch_size=2, trace=trace))
+    tracing.lm_residuals(chat_lm, SAMPLES, 0, batch_size=len(SAMPLES), trace=trace)
+    assert [layer for _, layer, _ in calls] == [0] * (len(batches) + 1)
 
 
 def test_unembed_locally_and_through_the_remote_path(tiny_lm):

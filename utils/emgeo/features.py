@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,7 +55,8 @@ def top_features(
     alive: Tensor | None = None,
 ) -> Int[Tensor, " k"]:
     """The ``k`` latents with the largest mean activation on ``positive`` minus on ``negative``
-    (only among ``alive`` latents if given), in decreasing order."""
+    (only among ``alive`` latents if given: a dead latent scores ``-inf``), in decreasing order
+    of that difference."""
     score = positive.mean(0) - negative.mean(0)
     if alive is not None:
         score = score.masked_fill(~alive.to(score.device), float("-inf"))
@@ -79,13 +80,19 @@ class FeatureSets:
         return len(set(sets[a].tolist()) & set(sets[b].tolist()))
 
 
-def feature_sets(encoded: dict[str, Tensor], k: int, alive: Tensor | None = None) -> FeatureSets:
+def feature_sets(
+    encoded: dict[str, Tensor],
+    k: int,
+    alive: Tensor | None = None,
+    top: Callable[..., Tensor] = top_features,
+) -> FeatureSets:
     """The three sets from per-sample latents of the ``insecure``, ``secure``, ``toxic`` and
-    ``aligned`` samples (see :func:`contrast_samples`)."""
+    ``aligned`` samples (see :func:`contrast_samples`), each chosen by ``top`` (a function like
+    :func:`top_features`, e.g. a learner's)."""
     return FeatureSets(
-        inducing=top_features(encoded["insecure"], encoded["secure"], k, alive),
-        non_inducing=top_features(encoded["secure"], encoded["insecure"], k, alive),
-        toxic=top_features(encoded["toxic"], encoded["aligned"], k, alive),
+        inducing=top(encoded["insecure"], encoded["secure"], k, alive),
+        non_inducing=top(encoded["secure"], encoded["insecure"], k, alive),
+        toxic=top(encoded["toxic"], encoded["aligned"], k, alive),
         k=k,
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -40,15 +42,17 @@ def random_set_proximity(
     candidates: Int[Tensor, " n"],
     n_sets: int = 1_000,
     seed: int = 0,
+    proximity: Callable[..., Tensor] = proximity_to_set,
 ) -> Float[Tensor, " n_sets"]:
     """Mean proximity to the toxic set of ``n_sets`` random sets of ``k`` latents drawn from
-    ``candidates`` (e.g. the alive latents): the chance level of a feature set's proximity."""
+    ``candidates`` (e.g. the alive latents): the chance level of a feature set's proximity,
+    measured by ``proximity`` (a function like :func:`proximity_to_set`)."""
     gen = torch.Generator().manual_seed(seed)
     candidates = candidates.cpu()  # drawn on the CPU with ``gen``; each set goes to W_dec's device
     out = torch.empty(n_sets, device=W_dec.device)
     for i in range(n_sets):
         members = candidates[torch.randperm(len(candidates), generator=gen)[:k]]
-        out[i] = proximity_to_set(W_dec, members, toxic).mean()
+        out[i] = proximity(W_dec, members, toxic).mean()
     return out.cpu()
 
 
@@ -66,6 +70,8 @@ def compare_sets(
     n_permutations: int = 10_000,
     seed: int = 0,
     outside_toxic: bool = False,
+    proximity: Callable[..., Tensor] = proximity_to_set,
+    permutation: Callable[..., tuple[float, Tensor]] = stats.permutation_test,
 ) -> dict:
     """The paper's comparison: per-latent proximity to the toxic set of the inducing and the
     non-inducing latents; a one-sided permutation test (inducing closer), Cohen's d, and where
@@ -77,6 +83,10 @@ def compare_sets(
     set by being in it; this asks whether the others lie near it). The result then also holds
     ``n_inducing`` and ``n_non_inducing`` (the latents left) and ``n_shared`` (inducing latents
     that are toxic ones).
+
+    ``proximity`` (like :func:`proximity_to_set`) and ``permutation`` (like
+    :func:`emgeo.stats.permutation_test`, given a generator seeded with ``seed``) compute the
+    statistics: a learner's own versions can be passed in.
     """
     counts = {}
     if outside_toxic:
@@ -91,10 +101,13 @@ def compare_sets(
         counts = {"n_inducing": len(inducing), "n_non_inducing": len(non_inducing)}
         counts["n_shared"] = n_given - len(inducing)
     W = W_dec.detach().float()
-    near = {"inducing": proximity_to_set(W, inducing, toxic).cpu()}  # statistics on the CPU
-    near["non-inducing"] = proximity_to_set(W, non_inducing, toxic).cpu()
-    p, null = stats.permutation_test(near["inducing"], near["non-inducing"], n_permutations, seed)
-    random_means = random_set_proximity(W, toxic, len(inducing), candidates, seed=seed)
+    near = {"inducing": proximity(W, inducing, toxic).cpu()}  # statistics on the CPU
+    near["non-inducing"] = proximity(W, non_inducing, toxic).cpu()
+    gen = torch.Generator().manual_seed(seed)
+    p, null = permutation(near["inducing"], near["non-inducing"], n_permutations, gen)
+    random_means = random_set_proximity(
+        W, toxic, len(inducing), candidates, seed=seed, proximity=proximity
+    )
     return {
         "proximity": near,
         "p_value": p,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import torch
 from jaxtyping import Float
@@ -57,20 +58,40 @@ def pearson_r(a: Tensor, b: Tensor) -> float:
     return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
 
 
+class PermutationResult(NamedTuple):
+    """A permutation test's p-value and its null distribution; unpacks as ``p, null``."""
+
+    p_value: float
+    null: Tensor  # (n_permutations,): the statistic under each relabelling
+
+    def clone(self) -> PermutationResult:
+        """A copy whose null distribution shares no memory with this one (as ``Tensor.clone``)."""
+        return PermutationResult(self.p_value, self.null.clone())
+
+
 def permutation_test(
-    a: Float[Tensor, " n_a"], b: Float[Tensor, " n_b"], n_permutations: int = 10_000, seed: int = 0
-) -> tuple[float, Float[Tensor, " n_permutations"]]:
+    a: Float[Tensor, " n_a"],
+    b: Float[Tensor, " n_b"],
+    n_permutations: int = 10_000,
+    generator: torch.Generator | None = None,
+) -> PermutationResult:
     """One-sided test that ``a`` has a larger mean than ``b``: the fraction of random relabellings
     of the pooled values whose mean difference is at least the observed one (with the +1 that
-    keeps p above 0), and the null distribution of differences."""
+    keeps p above 0), and the null distribution of differences.
+
+    The relabellings are drawn all at once: row ``i`` of
+    ``torch.rand(n_permutations, n_a + n_b, generator=generator).argsort(-1)`` orders the pooled
+    values ``cat([a, b])``, and its first ``n_a`` are the relabelled ``a``. ``generator`` defaults
+    to one seeded with 0.
+    """
     pooled, n_a = torch.cat([a, b]), len(a)
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
     perms = torch.argsort(torch.rand(n_permutations, len(pooled), generator=gen), dim=-1)
     shuffled = pooled[perms]
     null = shuffled[:, :n_a].mean(-1) - shuffled[:, n_a:].mean(-1)
     observed = a.mean() - b.mean()
     p = ((null >= observed).sum().item() + 1) / (n_permutations + 1)
-    return p, null
+    return PermutationResult(p, null)
 
 
 def cohens_d(a: Float[Tensor, " n_a"], b: Float[Tensor, " n_b"]) -> float:

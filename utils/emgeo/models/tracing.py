@@ -7,11 +7,12 @@ back; ``remote="local"`` runs nnsight's serialize-and-run dry run of the same pa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
 from jaxtyping import Float, Int
+from nnsight import TransformersModel
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -40,28 +41,49 @@ def tokenize(
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
-def batch_residuals(
-    lm: LoadedLM,
-    batch: dict[str, Int[Tensor, "batch pos"]],
+def trace_layer(
+    model: TransformersModel,
+    input_ids: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch pos"],
     layer: int,
     remote: bool | str = False,
 ) -> Float[Tensor, "batch pos d_model"]:
-    """One nnsight trace: the residual stream after block ``layer`` for one batch of tokens,
-    where the trace ran (the model's device locally; the CPU for a remote trace), in the model's
-    dtype. ``remote=True`` runs on NDIF (nnsight's local simulation of it under stand-ins)."""
-    model = as_nnsight(lm)
-    remote = standins.remote_mode(remote)
-    if not remote and model.dispatched:  # (an undispatched meta build loads its weights first)
-        batch = {key: value.to(lm.device) for key, value in batch.items()}
-    errors = translate_remote_errors(lm.spec.hf_id) if remote else contextlib.nullcontext()
-    with errors, torch.no_grad(), model.trace(batch, remote=remote) as tracer:
+    """One nnsight trace of ``model`` (an nnsight wrapper): the residual stream after block
+    ``layer``, saved, with the run stopped there (the later blocks and the unembedding never run).
+    ``remote`` goes to ``trace``: ``True`` runs on NDIF, ``"local"`` simulates it here."""
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    with torch.no_grad(), model.trace(batch, remote=remote) as tracer:
         out = model.model.layers[layer].output
         # A decoder layer returns its hidden states alone in recent transformers and a tuple
         # (hidden states, caches...) in older ones; NDIF's transformers decides, so handle both.
         if isinstance(out, (tuple, list)):
             out = out[0]
         acts = out.save()  # (batch, pos, d_model)
-        tracer.stop()  # the later blocks and the unembedding are never needed
+        tracer.stop()
+    return acts
+
+
+Trace = Callable[..., Tensor]  # (model, input_ids, attention_mask, layer, remote), as trace_layer
+
+
+def batch_residuals(
+    lm: LoadedLM,
+    batch: dict[str, Int[Tensor, "batch pos"]],
+    layer: int,
+    remote: bool | str = False,
+    trace: Trace = trace_layer,
+) -> Float[Tensor, "batch pos d_model"]:
+    """The residual stream after block ``layer`` for one batch of tokens, read by ``trace`` (a
+    function like :func:`trace_layer`, e.g. a learner's), where the trace ran (the model's device
+    locally; the CPU for a remote trace), in the model's dtype. ``remote=True`` runs on NDIF
+    (nnsight's local simulation of it under stand-ins)."""
+    model = as_nnsight(lm)
+    remote = standins.remote_mode(remote)
+    if not remote and model.dispatched:  # (an undispatched meta build loads its weights first)
+        batch = {key: value.to(lm.device) for key, value in batch.items()}
+    errors = translate_remote_errors(lm.spec.hf_id) if remote else contextlib.nullcontext()
+    with errors:
+        acts = trace(model, batch["input_ids"], batch["attention_mask"], layer, remote)
     return acts.detach()
 
 
@@ -73,6 +95,7 @@ def residual_activations(
     batch_size: int = 8,
     max_length: int = 128,
     progress: bool = True,
+    trace: Trace = trace_layer,
 ) -> Residuals:
     """The residual stream after block ``layer`` for every token of ``texts``, via nnsight, on
     the CPU in float32.
@@ -80,6 +103,7 @@ def residual_activations(
     ``texts`` are strings or a ``tokenize`` result. ``remote`` goes to ``trace``: ``True`` runs
     on NDIF, ``"local"`` runs nnsight's serialize-and-run dry run of the remote path here. This
     keeps every activation; to reduce them batch by batch, call :func:`batch_residuals`.
+    ``trace`` reads one batch (:func:`trace_layer`, or a function with its signature).
     """
     _check_layer(lm, layer)
     if isinstance(texts, str):
@@ -93,7 +117,7 @@ def residual_activations(
         disable=not progress or n_rows <= batch_size,
     ):
         batch = {key: value[start : start + batch_size] for key, value in enc.items()}
-        chunks.append(batch_residuals(lm, batch, layer, remote).float().cpu())
+        chunks.append(batch_residuals(lm, batch, layer, remote, trace).float().cpu())
     return Residuals(torch.cat(chunks), enc["attention_mask"])
 
 
@@ -109,13 +133,16 @@ def lm_residuals(
     remote: bool | str = False,
     batch_size: int = 8,
     max_length: int = 128,
+    trace: Trace = trace_layer,
 ) -> tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos"]]:
     """A language model's residual stream after block ``layer`` over chat samples (traced with
     nnsight; ``remote=True`` runs on NDIF and only the saved activations come back), and the
     answer-token mask. The same role as :func:`emgeo.features.organism_residuals`; it keeps every
     activation on the CPU, so a large set should go through :func:`iter_chat_residuals`."""
     enc, mask = chat_batch(lm.tokenizer, samples, max_length)
-    acts, _ = residual_activations(lm, enc, layer, remote=remote, batch_size=batch_size)
+    acts, _ = residual_activations(
+        lm, enc, layer, remote=remote, batch_size=batch_size, trace=trace
+    )
     return acts, mask
 
 
@@ -126,14 +153,16 @@ def iter_chat_residuals(
     remote: bool | str = False,
     batch_size: int = 8,
     max_length: int = 128,
+    trace: Trace = trace_layer,
 ) -> Iterator[tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos"]]]:
     """:func:`lm_residuals` one batch at a time: each batch's activations (where the trace left
     them, in the model's dtype) and answer mask, each batch padded only to its own longest chat,
-    so memory stays that of one batch however many samples there are."""
+    so memory stays that of one batch however many samples there are. ``trace`` reads one batch
+    (:func:`trace_layer`, or a function with its signature)."""
     _check_layer(lm, layer)
     for start in range(0, len(samples), batch_size):
         enc, mask = chat_batch(lm.tokenizer, samples[start : start + batch_size], max_length)
-        yield batch_residuals(lm, enc, layer, remote), mask
+        yield batch_residuals(lm, enc, layer, remote, trace), mask
 
 
 # -- the unembedding ------------------------------------------------------------------------------

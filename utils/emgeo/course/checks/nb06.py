@@ -10,11 +10,16 @@ from torch import Tensor
 from emgeo import geometry
 from emgeo.course.checks.core import (
     Mistake,
+    _call,
     _exercise,
+    _expect_close,
     _expect_match,
+    _expect_shape,
+    _name,
     _passed,
     _science,
 )
+from emgeo.errors import CheckFailed
 
 
 def _sets(gen: torch.Generator, d_sae: int, k: int, k_t: int, n_shared: int):
@@ -120,3 +125,99 @@ def check_readout_difference(fn: Callable, n_trials: int = 4) -> None:
         hint = "One value per residual dimension (d_model)."
         _expect_match(fn, args, probes.readout_difference, mistakes, (d_model,), hint)
     _passed(fn, f"matches on {n_trials} random unembeddings with families of different sizes")
+
+
+# ---------------------------------------------------------------- the permutation test
+
+
+def _permutation_reference(a: Tensor, b: Tensor, n: int, seed: int) -> tuple[float, Tensor]:
+    return _science("stats").permutation_test(a, b, n, torch.Generator().manual_seed(seed))
+
+
+def _shuffled(a: Tensor, b: Tensor, n: int, seed: int) -> Tensor:
+    """The pooled values in the order of each relabelling, drawn as the contract says."""
+    pooled = torch.cat([a, b])
+    gen = torch.Generator().manual_seed(seed)
+    return pooled[torch.rand(n, len(pooled), generator=gen).argsort(-1)]
+
+
+def _null_split_at(a: Tensor, b: Tensor, n: int, seed: int, at: int) -> Tensor:
+    rows = _shuffled(a, b, n, seed)
+    return rows[:, :at].mean(-1) - rows[:, at:].mean(-1)
+
+
+def _p_values(null: Tensor, observed: Tensor, n: int) -> dict[str, float]:
+    """The p-values of common mistakes, from the correct null distribution."""
+    return {
+        "Add 1 to the count and to the number of relabellings, (count + 1) / (n + 1): the "
+        "observed labelling is one of the possible ones, and p can never be 0.": (
+            (null >= observed).sum().item() / n
+        ),
+        "That is a two-sided p-value (|null| >= |observed|): the hypothesis has a direction, "
+        "so count the relabellings with a difference at least as large as the observed one.": (
+            ((null.abs() >= observed.abs()).sum().item() + 1) / (n + 1)
+        ),
+        "That counts the relabellings with a difference at most the observed one: the one-sided "
+        "test counts those at least as large (null >= observed).": (
+            ((null <= observed).sum().item() + 1) / (n + 1)
+        ),
+    }
+
+
+@_exercise("stats.permutation_test")
+def check_permutation_test(fn: Callable) -> None:
+    """``fn(a, b, n_permutations, generator)`` -> (one-sided p-value that mean(a) > mean(b), the
+    null distribution of mean differences), drawn as the docstring's contract says."""
+    null_mistakes = [
+        Mistake(
+            "That null is mean(b) - mean(a) under relabelling: the statistic is "
+            "mean(relabelled a) - mean(relabelled b).",
+            lambda a, b, n, seed: -_permutation_reference(a, b, n, seed)[1],
+        ),
+        Mistake(
+            "The groups lost their sizes: in each shuffled row the first len(a) values are the "
+            "relabelled a and the other len(b) the relabelled b.",
+            lambda a, b, n, seed: _null_split_at(a, b, n, seed, len(b)),
+        ),
+        Mistake(
+            "Every relabelling gives the observed difference: you shuffled within each group. "
+            "Pool a and b, shuffle the pool, then split it into groups of the original sizes.",
+            lambda a, b, n, seed: (a.mean() - b.mean()).expand(n),
+        ),
+    ]
+    gen = torch.Generator().manual_seed(18)
+    n = 2_000
+    for trial, shift in enumerate((0.4, 0.0, 1.5)):
+        a = torch.randn(9 + trial, generator=gen) + shift
+        b = torch.randn(12, generator=gen)
+        out = _call(fn, a, b, n, torch.Generator().manual_seed(trial))
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            raise CheckFailed(f"`{_name(fn)}` should return a pair: (p_value, null).")
+        p, null = out
+        hint = "The null distribution holds one mean difference per relabelling."
+        _expect_shape(null, (n,), fn, hint)
+        try:
+            _expect_close(null, fn, (a, b, n, trial), _null_reference, null_mistakes, atol=1e-5)
+        except CheckFailed as failure:
+            if "largest error" not in str(failure):
+                raise
+            raise CheckFailed(
+                f"{failure} Draw every relabelling at once, as the docstring says: "
+                "`torch.rand(n_permutations, len(a) + len(b), generator=generator).argsort(-1)`; "
+                "row i orders the pooled values `torch.cat([a, b])`."
+            ) from None
+        expected, _ = _permutation_reference(a, b, n, trial)
+        if abs(float(p) - expected) > 1e-6:
+            for hint, wrong in _p_values(null, a.mean() - b.mean(), n).items():
+                if abs(float(p) - wrong) < 1e-6:
+                    raise CheckFailed(f"`{_name(fn)}` gives a wrong p-value. {hint}")
+            raise CheckFailed(
+                f"`{_name(fn)}` gives p = {float(p):.5f}, expected {expected:.5f}: the fraction "
+                "(count + 1) / (n_permutations + 1) of relabellings with a mean difference at "
+                "least the observed one."
+            )
+    _passed(fn, "p-values and null distributions match on 3 pairs of samples")
+
+
+def _null_reference(a: Tensor, b: Tensor, n: int, seed: int) -> Tensor:
+    return _permutation_reference(a, b, n, seed)[1]
