@@ -189,3 +189,21 @@ def test_geometry_dose_fills_the_test_organisms_and_leaves_the_exploration_hollo
     assert groups["d_model 32 (test)"].get_offsets().shape == (2, 2)
     assert "readout" in ax.get_xlabel()
     assert "answer directions" in plotting.geometry_dose(rows, x="cosine_answer").get_xlabel()
+
+
+def test_audit_scores_draws_one_panel_per_score_with_every_sample():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "full": [0.1, 0.4, 0.2],
+            "membership_only": [0.0, 0.3, 0.1],
+            "neighbours_only": [0.1, 0.1, 0.1],
+            "source": ["secure", "insecure", "educational"],
+        }
+    )
+    axes = plotting.audit_scores(table, by="source")
+    assert [ax.get_title() for ax in axes][0] == "full" and len(axes) == 3
+    ticks = [t.get_text() for t in axes[0].get_xticklabels()]
+    assert ticks == ["educational", "insecure", "secure"]
+    assert sum(len(c.get_offsets()) for c in axes[1].collections) == 3

@@ -213,3 +213,11 @@ def test_the_command_names_the_bad_line_and_exits_2(tmp_path, capsys):
     data = _write(tmp_path / "d.jsonl", ["{broken"])
     assert cli.main(["audit", str(data), "--out", str(tmp_path / "out")]) == 2
     assert f"emgeo audit: {data}, line 1: not valid JSON" in capsys.readouterr().err
+
+
+def test_writing_the_report_leaves_a_notebooks_plotting_backend_alone(tmp_path):
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    audit(_mixed(tmp_path, 5), tmp_path / "out", scorer=_scorer(), progress=False)
+    assert matplotlib.get_backend() == before

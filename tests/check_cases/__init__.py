@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 UNDIAGNOSED = "largest error"  # a wrong answer that matches no named mistake
-NOTEBOOKS = ("00", "01", "02", "03", "04", "05", "06", "07", "08")
+NOTEBOOKS = ("00", "01", "02", "03", "04", "05", "06", "07", "08", "09")
 
 
 @dataclass(frozen=True)

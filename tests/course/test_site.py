@@ -16,14 +16,15 @@ NOTEBOOKS = sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb"))
 # The per-notebook compute times the instructor page states (headless run, 2-core CPU).
 STATED_TIMES = {
     "00": 22,
-    "01": 78,
-    "02": 46,
-    "03": 64,
-    "04": 144,
-    "05": 84,
-    "06": 73,
-    "07": 171,
+    "01": 74,
+    "02": 30,
+    "03": 70,
+    "04": 94,
+    "05": 61,
+    "06": 50,
+    "07": 137,
     "08": 124,
+    "09": 79,
 }
 
 
@@ -135,3 +136,18 @@ def test_a_broken_cross_reference_fails_the_build(tmp_path):
     solutions.mkdir()
     with pytest.raises(site.SiteError, match="no-such-plan"):
         site.build_site(tmp_path / "out", docs_dir=docs, solutions_dir=solutions)
+
+
+def test_the_instructor_table_counts_each_notebooks_exercises_and_their_minutes():
+    from emgeo.course import build
+
+    table = (site.DOCS_DIR / "instructors.md").read_text(encoding="utf-8")
+    total_n = total_minutes = 0
+    for path in sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        minutes = build.exercise_minutes(nb)
+        assert len(minutes) == len(build.exercise_cells(nb)), f"{path.name}: a header per exercise"
+        row = next(line for line in table.splitlines() if line.startswith(f"| {path.name[:2]} |"))
+        assert f"| {len(minutes)} · {sum(minutes)} min |" in row, row
+        total_n, total_minutes = total_n + len(minutes), total_minutes + sum(minutes)
+    assert f"**{total_n} · {total_minutes} min**" in table

@@ -172,4 +172,9 @@ NOTEBOOK_PLAN: dict[str, dict[str, str]] = {
     "08_em_in_a_real_lm": {
         p: "SmolLM2-135M on CPU: a judge-free EM margin, LoRA fine-tunes on code" for p in PROFILES
     },
+    "09_audit": {
+        "cpu": "emgeo audit validated on the organism; SmolLM2 + the course SAE on code chats",
+        "gpu": "as cpu, the real-model audit on Gemma-2-2B + Gemma Scope",
+        "remote": "as cpu, the real-model audit on Llama-3.1-8B via NDIF + Llama Scope",
+    },
 }

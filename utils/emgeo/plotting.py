@@ -74,43 +74,64 @@ def gram_grid(Ws, titles: list[str], suptitle: str = ""):
     """W^T W for several models side by side, with each feature's norm ||W_i|| below."""
     n = len(Ws)
     fig, axes = plt.subplots(
-        2, n, figsize=(2.0 * n + 0.6, 4.2), height_ratios=[3, 1], squeeze=False
+        2,
+        n,
+        figsize=(2.0 * n + 1.4, 4.6),
+        height_ratios=[3, 1],
+        squeeze=False,
+        layout="constrained",
     )
     for k, (W, title) in enumerate(zip(Ws, titles, strict=True)):
         gram = _np(W.T @ W)
-        axes[0, k].imshow(gram, cmap="RdBu_r", vmin=-1.2, vmax=1.2)
+        n_feats = gram.shape[0]
+        image = axes[0, k].imshow(gram, cmap="RdBu_r", vmin=-1.2, vmax=1.2)
         axes[0, k].set_title(title)
-        axes[0, k].set_xticks([]), axes[0, k].set_yticks([])
+        axes[0, k].set_xticks(range(n_feats)), axes[0, k].set_yticks(range(n_feats))
+        axes[0, k].tick_params(labelsize="x-small", length=0)
+        axes[0, k].grid(False)
+        axes[0, k].set_xlabel("feature j", fontsize="small")
         norms = _np(W.norm(dim=0))
-        axes[1, k].bar(
-            range(len(norms)), norms, color=plt.cm.viridis(range(0, 256, 256 // len(norms)))
-        )
+        axes[1, k].bar(range(n_feats), norms, color=plt.cm.viridis(np.linspace(0, 1, n_feats)))
         axes[1, k].set_ylim(0, 1.3)
-        axes[1, k].set_xticks([])
+        axes[1, k].set_xticks(range(n_feats))
+        axes[1, k].tick_params(axis="x", labelsize="x-small")
+        axes[1, k].set_xlabel("feature i", fontsize="small")
         axes[1, k].axhline(0.5, color="grey", lw=0.8, ls="--")
-    axes[0, 0].set_ylabel("$W^T W$")
+    axes[0, 0].set_ylabel("$W^T W$\nfeature i")
     axes[1, 0].set_ylabel(r"$\|W_i\|$")
     fig.suptitle(suptitle)
-    fig.tight_layout()
+    colorbar = fig.colorbar(image, ax=list(axes[0]), fraction=0.02, pad=0.01)
+    colorbar.set_label(r"$W_i \cdot W_j$")
     return fig
 
 
 def feature_arrows(Ws, titles: list[str], suptitle: str = ""):
-    """Each feature's 2-D direction W_i as an arrow, coloured by importance rank (dark = most)."""
+    """Each feature's 2-D direction W_i as an arrow, coloured by feature index (importance rank,
+    dark = most important); represented features (||W_i|| > 0.5) carry their index at the tip."""
     n = len(Ws)
-    fig, axes = plt.subplots(1, n, figsize=(2.0 * n + 0.4, 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(2.0 * n + 0.4, 2.9), squeeze=False)
     for ax, W, title in zip(axes[0], Ws, titles, strict=True):
         W = _np(W)
-        colors = plt.cm.viridis([i / max(W.shape[1] - 1, 1) for i in range(W.shape[1])])
-        for i in range(W.shape[1]):
-            ax.plot([0, W[0, i]], [0, W[1, i]], color=colors[i], lw=1.5)
+        n_feats = W.shape[1]
+        colors = plt.cm.viridis(np.linspace(0, 1, n_feats))
+        for i in range(n_feats):
+            ax.plot([0, W[0, i]], [0, W[1, i]], color=colors[i], lw=1.5, label=f"feature {i}")
             ax.scatter(W[0, i], W[1, i], color=colors[i], s=18, zorder=3)
-        ax.set_xlim(-1.4, 1.4), ax.set_ylim(-1.4, 1.4)
+            norm = float(np.hypot(W[0, i], W[1, i]))
+            if norm > 0.5:
+                tip = W[:, i] / norm * (norm + 0.28)
+                ax.text(tip[0], tip[1], str(i), fontsize="x-small", ha="center", va="center")
+        ax.set_xlim(-1.6, 1.6), ax.set_ylim(-1.6, 1.6)
         ax.set_aspect("equal")
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(title)
+    axes[0, 0].set_xlabel("hidden dim 1", fontsize="small")
+    axes[0, 0].set_ylabel("hidden dim 2", fontsize="small")
+    if n > 1:
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small")
     fig.suptitle(suptitle)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1 if n > 1 else 0, 1, 1))
     return fig
 
 
@@ -138,15 +159,28 @@ def norms_across_sparsity(sparsities, W, ax=None):
 
 
 def dimensionality_scatter(sparsities, D, ax=None):
-    """Feature dimensionality of every feature at every sparsity, with the sticky fractions."""
+    """Feature dimensionality of every feature at every sparsity, with the sticky fractions
+    labelled at the right edge (labels pushed apart where fractions lie close)."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.6))
+        _, ax = plt.subplots(figsize=(6.4, 3.6))
     D = _np(D)
     for k, s in enumerate(sparsities):
         ax.scatter([1 / (1 - s)] * D.shape[1], D[k], s=10, alpha=0.6, color="C0")
-    for label, value in STICKY_FRACTIONS.items():
+    label_y = 2.0
+    transform = mpl.transforms.blended_transform_factory(ax.transAxes, ax.transData)
+    for label, value in sorted(STICKY_FRACTIONS.items(), key=lambda item: -item[1]):
         ax.axhline(value, color="grey", lw=0.6, ls=":")
-        ax.text(1.0, value, label, fontsize="x-small", va="center", ha="right")
+        label_y = min(value, label_y - 0.055)
+        ax.annotate(
+            label,
+            xy=(1.0, value),
+            xytext=(1.03, label_y),
+            xycoords=transform,
+            textcoords=transform,
+            fontsize="x-small",
+            va="center",
+            arrowprops=dict(arrowstyle="-", color="grey", lw=0.5),
+        )
     ax.set_xscale("log")
     ax.set_xlabel("1 / (1 - S)")
     ax.set_ylabel("feature dimensionality $D_i$")
@@ -194,8 +228,10 @@ def drag_scatter(predicted, measured, seeds, title: str, ax=None):
     ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--", label="measured = predicted")
     ax.set_xlabel(r"predicted  $\alpha\, x_t \langle W_j, W_t \rangle$")
     ax.set_ylabel("measured change")
+    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(5))
+    ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(5))
     ax.set_title(title)
-    ax.legend(fontsize="x-small")
+    ax.legend(fontsize="x-small", loc="lower right")
     return ax
 
 
@@ -238,6 +274,7 @@ def em_trajectory(rows, ax=None):
         pd.DataFrame(rows), x="step", y="rate", hue="fine-tune", style="measure", marker="o", ax=ax
     )
     ax.set_title("Misaligned rate during fine-tuning")
+    ax.set_xlabel("fine-tuning step")
     ax.set_ylabel("misaligned rate")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
     return ax
@@ -276,6 +313,9 @@ def recovery_bars(max_cosine, ax=None):
     ax.bar(range(len(values)), values, color="C0")
     ax.axhline(0.9, color="grey", ls="--", lw=0.8)
     ax.set_ylim(0, 1.05)
+    ax.set_xticks(range(len(values)))  # one integer tick per feature
+    ax.tick_params(axis="x", labelsize="small")
+    ax.set_xlim(-0.6, len(values) - 0.4)
     ax.set_xlabel("true feature")
     ax.set_ylabel("best cosine with a latent")
     ax.set_title("Does the SAE find the toy model's features?")
@@ -338,7 +378,7 @@ def proximity_distributions(per_set: dict, random_null=None, title: str = "", ax
     if random_null is not None:
         lo, hi = _quantiles(random_null)
         ax.axhspan(lo, hi, color="grey", alpha=0.2, label="random sets' mean (95%)")
-        ax.legend(loc="upper right")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)  # off the points
     ax.axhline(0, color="grey", lw=0.6)
     ax.set_ylabel("mean cosine to the toxic set")
     ax.set_xlabel("")
@@ -361,15 +401,17 @@ def permutation_null(null, observed: float, p: float, title: str = "", ax=None):
     ax.set_xlabel("mean proximity: inducing − non-inducing")
     ax.set_ylabel("permutations")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # off the bars
     return ax
 
 
-def drag_during_finetune(rows, ax=None):
-    """Misaligned rate, measured movement along toxic directions and predicted drag, per step."""
+def drag_during_finetune(rows, ax=None, rate_ax=None):
+    """Per step: the measured movement along toxic directions and the predicted drag (with its
+    two terms) on ``ax``, and the off-domain misaligned rate on ``rate_ax``, a panel of its own
+    (both made when ``ax`` is None). Returns ``ax``."""
     table = pd.DataFrame(rows)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 3.8))
+        _, (ax, rate_ax) = plt.subplots(1, 2, figsize=(10, 3.8), width_ratios=[3, 2])
     ax.plot(table.step, table.measured, "o-", color="C3", label="measured ⟨Δx_off, d̂_toxic⟩")
     ax.plot(table.step, table.predicted, "s--", color="C0", label="predicted Σ α_t ⟨d̂_j, d̂_t⟩")
     if "self term" in table:
@@ -378,13 +420,13 @@ def drag_during_finetune(rows, ax=None):
         ax.plot(table.step, drag_term, "-.", color="C2", label="  its drag term (t ≠ j)")
     ax.set_xlabel("fine-tuning step (insecure code)")
     ax.set_ylabel("movement along toxic directions")
-    right = ax.twinx()
-    right.plot(table.step, table.offdomain, "^-", color="black", label="off-domain misaligned rate")
-    right.set_ylabel("off-domain misaligned rate")
-    lines = ax.get_legend_handles_labels()
-    more = right.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
     ax.set_title("Drag during the organism's narrow fine-tune")
+    if rate_ax is not None:
+        rate_ax.plot(table.step, table.offdomain, "^-", color="black")
+        rate_ax.set_xlabel("fine-tuning step (insecure code)")
+        rate_ax.set_ylabel("off-domain misaligned rate")
+        rate_ax.set_title("EM during the same fine-tune")
     return ax
 
 
@@ -401,7 +443,7 @@ def drag_per_latent(per_latent, ax=None):
     ax.axvline(0, color="grey", lw=0.6)
     ax.set_xlabel("drag term Σ_{t≠j} α_t ⟨d̂_j, d̂_t⟩")
     ax.set_ylabel("measured ⟨Δx_off, d̂_j⟩")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
     ax.set_title("Per toxic latent and step")
     return ax
 
@@ -411,9 +453,11 @@ def filter_results(table, base_rate: float | None = None, baseline: str = "no fi
     tables), with the unfiltered fine-tune and the base model (``base_rate``, no fine-tune) as
     lines, and the in-domain insecure-code rate each fine-tune learned beside it."""
     if ax is None:
-        _, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2), width_ratios=[3, 2], layout="constrained")
+        below = {"loc": "outside lower center"}
     else:
         axes = ax
+        below = {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0)}
     table = pd.DataFrame(table)
     order = list(dict.fromkeys(table["filter"]))
     sns.barplot(table, y="filter", x="offdomain", order=order, errorbar=t_interval, ax=axes[0])
@@ -421,13 +465,14 @@ def filter_results(table, base_rate: float | None = None, baseline: str = "no fi
     axes[0].axvline(unfiltered, color="grey", ls="--", lw=0.8, label="unfiltered fine-tune")
     if base_rate is not None:
         axes[0].axvline(base_rate, color="black", ls=":", lw=1.0, label="base model, no fine-tune")
-    axes[0].legend(loc="lower right", fontsize="small")
-    axes[0].set_xlabel("off-domain misaligned rate (lower is better)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].figure.legend(handles, labels, ncol=2, fontsize="small", **below)  # clear of the bars
+    axes[0].set_xlabel("off-domain misaligned rate\n(lower is better)")
     axes[0].set_ylabel("")
     sns.barplot(
         table, y="filter", x="code", order=order, errorbar=t_interval, ax=axes[1], color="C7"
     )
-    axes[1].set_xlabel("in-domain insecure-code rate (what the fine-tune learned)")
+    axes[1].set_xlabel("in-domain insecure-code rate\n(what the fine-tune learned)")
     axes[1].set_ylabel("")
     axes[1].set_yticklabels([])
     fraction = table.loc[table["filter"] != baseline, "fraction"].max()
@@ -454,7 +499,8 @@ def plot_removal_sweep(table, base_rate: float | None = None, ax=None):
     )
     if base_rate is not None:
         ax.axhline(base_rate, color="black", ls=":", lw=1.0, label="base model, no fine-tune")
-        ax.legend(fontsize="small")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")  # clear of the bands
+    ax.set_xticks(sorted(pd.DataFrame(table)["fraction"].unique()))
     ax.set_xlabel("fraction of the fine-tuning set removed")
     ax.set_ylabel("off-domain misaligned rate")
     ax.set_title("Removal sweep")
@@ -492,3 +538,27 @@ def geometry_dose(rows, x: str = "cosine", y: str = "em", ax=None):
     ax.set_ylabel("EM: off-domain rate, insecure - secure")
     ax.legend(fontsize="x-small")
     return ax
+
+
+_AUDIT_SCORES = {
+    "full": "full",
+    "membership_only": "membership only (toxic latents)",
+    "neighbours_only": "neighbours only (near, not toxic)",
+}
+
+
+def audit_scores(table, by: str = "source", axes=None):
+    """An audit's three scores per sample (``scores.csv``), one panel each, split by a metadata
+    column: strip plots, so every sample is a point."""
+    if axes is None:
+        _, axes = plt.subplots(1, len(_AUDIT_SCORES), figsize=(12, 3.4))
+    order = sorted(table[by].unique())  # the same colour for a value in every figure
+    for ax, (column, title) in zip(axes, _AUDIT_SCORES.items(), strict=True):
+        sns.stripplot(
+            data=table, x=by, y=column, hue=by, order=order, hue_order=order,
+            size=2.5, jitter=0.3, legend=False, ax=ax,
+        )  # fmt: skip
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel(by)
+        ax.set_ylabel("score" if ax is axes[0] else "")
+    return axes

@@ -40,12 +40,10 @@ def _e(value: object) -> str:
 
 def histogram_png(scores: Sequence[float], threshold: float, bins: int = 40) -> str:
     """The full-score distribution with the budget's cut, as base64 PNG."""
-    import matplotlib  # only when a report is written
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # after the backend is chosen
-
-    fig, ax = plt.subplots(figsize=(7, 2.8))
+    fig = Figure(figsize=(7, 2.8))
+    ax = fig.subplots()
     ax.hist(scores, bins=bins, color="#4c72b0")
     if threshold != float("inf"):
         ax.axvline(threshold, color="#c44e52", ls="--", label="removed from here")
@@ -55,7 +53,6 @@ def histogram_png(scores: Sequence[float], threshold: float, bins: int = 40) -> 
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 

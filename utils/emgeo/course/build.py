@@ -176,3 +176,17 @@ def build_course(
 def exercise_cells(nb: nbformat.NotebookNode) -> list[int]:
     """Indices of the code cells that hold a solution block."""
     return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and BEGIN in c.source]
+
+
+_HEADER = re.compile(r"^> \*\*Exercise[^*]*\*\*\s*\n> Difficulty [^\n]*about (\d+) minutes", re.M)
+
+
+def exercise_minutes(nb: nbformat.NotebookNode) -> list[int]:
+    """The minutes each exercise header of ``nb`` gives (``> **Exercise · ...**`` followed by
+    ``> Difficulty ... · about N minutes``), in order."""
+    return [
+        int(m.group(1))
+        for cell in nb.cells
+        if cell.cell_type == "markdown"
+        for m in _HEADER.finditer(cell.source)
+    ]

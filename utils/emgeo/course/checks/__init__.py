@@ -9,7 +9,7 @@ The learner's function, the reference and every mistake each run on their own co
 inputs, so a correct answer computed in place (``x -= b_dec``) passes, and no function can change
 what another one sees.
 
-One module per notebook (``nb00`` ... ``nb08``) holds its checks; :mod:`.core` the machinery they
+One module per notebook (``nb00`` ... ``nb09``) holds its checks; :mod:`.core` the machinery they
 share. tests/course/test_checks_meta.py, with the cases of tests/check_cases/, proves every check
 passes the reference and correct alternatives (in place, other formulations), rejects the
 generated stub, and names the mistake of each planted bug.
@@ -24,14 +24,38 @@ from emgeo.course.checks.nb01 import (
     check_generate_batch,
     check_importance_loss,
     check_toy_forward,
+    check_train_toy,
 )
-from emgeo.course.checks.nb02 import check_predicted_drag
-from emgeo.course.checks.nb03 import check_sae_encode, check_sae_loss
-from emgeo.course.checks.nb04 import check_answer_mask, check_misaligned_rate
-from emgeo.course.checks.nb05 import check_answer_mean, check_sample_features
-from emgeo.course.checks.nb06 import check_proximity_to_set, check_readout_difference
-from emgeo.course.checks.nb07 import check_geometric_scores
+from emgeo.course.checks.nb02 import check_measured_drag, check_predicted_drag
+from emgeo.course.checks.nb03 import (
+    check_evaluate_sae,
+    check_sae_encode,
+    check_sae_loss,
+    check_train_sae_loop,
+)
+from emgeo.course.checks.nb04 import (
+    check_answer_mask,
+    check_finetune_step,
+    check_misaligned_rate,
+)
+from emgeo.course.checks.nb05 import (
+    check_answer_mean,
+    check_sample_features,
+    check_top_features,
+    check_trace_layer,
+)
+from emgeo.course.checks.nb06 import (
+    check_permutation_test,
+    check_proximity_to_set,
+    check_readout_difference,
+)
+from emgeo.course.checks.nb07 import (
+    check_geometric_scores,
+    check_keep_mask,
+    check_keyword_scores,
+)
 from emgeo.course.checks.nb08 import check_mean_answer_logprob
+from emgeo.course.checks.nb09 import check_auroc
 from emgeo.errors import CheckFailed
 
 __all__ = [
@@ -40,14 +64,21 @@ __all__ = [
     "all_checks",
     "reference",
     "check_answer_mask",
+    "check_auroc",
     "check_answer_mean",
     "check_cosine_similarity",
+    "check_evaluate_sae",
     "check_feature_dimensionality",
+    "check_finetune_step",
     "check_generate_batch",
     "check_geometric_scores",
     "check_importance_loss",
+    "check_keep_mask",
+    "check_keyword_scores",
     "check_mean_answer_logprob",
+    "check_measured_drag",
     "check_misaligned_rate",
+    "check_permutation_test",
     "check_predicted_drag",
     "check_proximity_to_set",
     "check_readout_difference",
@@ -55,4 +86,8 @@ __all__ = [
     "check_sae_loss",
     "check_sample_features",
     "check_toy_forward",
+    "check_train_sae_loop",
+    "check_top_features",
+    "check_trace_layer",
+    "check_train_toy",
 ]

@@ -120,7 +120,7 @@ def _step_problem() -> tuple[nn.Module, dict[str, Tensor], Tensor, Tensor]:
     """A one-layer transformer (its own seed; the global RNG is left as it was), the gradients a
     previous step left in it, and a padded batch of multi-turn chats with its answer mask."""
     organism = _science("organism")
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens import HookedTransformer, HookedTransformerConfig  # only this check
 
     cfg = HookedTransformerConfig(
         n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, n_ctx=16, d_vocab=_V,
