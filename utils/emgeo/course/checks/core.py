@@ -47,6 +47,8 @@ def _copy(value: Any) -> Any:
         return value.clone()
     if isinstance(value, nn.Module):
         return copy.deepcopy(value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+        return type(value)(*(_copy(item) for item in value))
     if isinstance(value, list | tuple):
         return type(value)(_copy(item) for item in value)
     if isinstance(value, dict):
