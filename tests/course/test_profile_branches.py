@@ -37,6 +37,10 @@ EXPECTED = {
         "geometric (max)",
     ],
     ("07_geometric_filter", "remote"): ["remote profile: skipping the Gemma-2-2B evaluation"],
+    ("09_audit", "gpu"): [
+        "gemma-2-2b, gemma-scope-2b-pt-res-canonical / layer_12/width_16k/canonical: AUROC"
+    ],
+    ("09_audit", "remote"): ["llama-3.1-8b, llama_scope_lxr_8x / l12r_8x: AUROC"],
 }
 
 
