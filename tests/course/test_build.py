@@ -182,3 +182,14 @@ def test_every_course_figure_is_the_solutions_figure():
             a["image/png"] for c in _expected(course) for a in c.get("attachments", {}).values()
         ]
         assert shown == stored, src.name
+
+
+def test_every_notebook_opens_with_objectives_and_ends_with_questions_whose_answers_fold():
+    for src in sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(src, as_version=4)
+        markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+        assert any(s.startswith("## Learning objectives") for s in markdown[:3]), src.name
+        last = markdown[-1]
+        assert last.startswith("## Check your understanding"), src.name
+        n_answers = last.count("<details><summary>Answer</summary>")
+        assert n_answers >= 3 and n_answers == last.count("</details>"), src.name
