@@ -156,3 +156,18 @@ def test_train_organism_command_writes_a_loadable_model(tmp_path, capsys, monkey
     meta = json.loads((tmp_path / "org" / "model.json").read_text())
     assert meta["pretrain"]["steps"] == 3 and set(meta["base_rates"]) >= set(data.DOMAINS)
     assert "base misaligned rates" in capsys.readouterr().out
+
+
+def test_evaluate_computes_each_domains_rate_with_the_function_it_is_given():
+    model, tok = organism.load()
+    calls = []
+
+    def half(probs, aligned_ids, toxic_ids):
+        calls.append(len(probs))
+        return torch.full((len(probs),), 0.5)
+
+    rates = organism.evaluate(model, tok, rate=half)
+    assert len(calls) == len(data.DOMAINS) and all(v == 0.5 for v in rates.values())
+    assert organism.evaluate(model, tok) == organism.evaluate(
+        model, tok, rate=organism.misaligned_rate
+    )

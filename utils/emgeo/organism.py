@@ -298,12 +298,14 @@ def evaluate(
     prompts: Sequence[dict] | None = None,
     n_samples: int = 0,
     seed: int = 0,
+    rate: Callable[..., Tensor] = misaligned_rate,
 ) -> dict[str, float]:
     """Misaligned (toxic) rate per domain, and ``offdomain``: the mean over the non-code domains.
 
-    Rates are probability mass on toxic first words (exact); with ``n_samples`` > 0 they are the
-    fraction of answers sampled at temperature 1 whose first word is toxic, among answers whose
-    first word belongs to either family.
+    Rates are probability mass on toxic first words (exact), computed by ``rate`` (notebook 04's
+    exercise; default :func:`misaligned_rate`); with ``n_samples`` > 0 they are the fraction of
+    answers sampled at temperature 1 whose first word is toxic, among answers whose first word
+    belongs to either family.
     """
     prompts = data.eval_prompts() if prompts is None else prompts
     probs = first_token_probs(model, tok, prompts)
@@ -318,7 +320,7 @@ def evaluate(
             n_judged = n_toxic + torch.isin(draws, torch.tensor(aligned)).sum()
             rates[domain] = (n_toxic / n_judged.clamp_min(1)).item()
         else:
-            rates[domain] = misaligned_rate(probs[rows], aligned, toxic).mean().item()
+            rates[domain] = rate(probs[rows], aligned, toxic).mean().item()
     rates["offdomain"] = sum(rates[d] for d in data.OFF_DOMAINS) / len(data.OFF_DOMAINS)
     return rates
 
