@@ -95,3 +95,24 @@ def test_sweep_trains_with_the_trainer_it_is_given():
     assert calls == [(4, 20, 1024)]
     assert torch.equal(sweep.W_all, reference.W_all)
     assert torch.equal(sweep.loss_all, reference.loss_all)
+
+
+def test_sweep_builds_its_model_with_the_class_it_is_given():
+    built = []
+
+    class Recorded(toy.ToyModel):
+        def __init__(self, *args):
+            super().__init__(*args)
+            built.append(self.cfg.n_instances)
+
+    sweep = toy.train_sweep([0.0, 0.9], n_restarts=2, steps=20, progress=False, model_cls=Recorded)
+    reference = toy.train_sweep([0.0, 0.9], n_restarts=2, steps=20, progress=False)
+    assert built == [4] and torch.equal(sweep.W_all, reference.W_all)
+
+
+def test_a_toy_model_keeps_its_own_copy_of_the_data_tensors():
+    cfg = toy.ToyConfig(n_features=3, d_hidden=2, n_instances=2)
+    probability, importance = torch.ones(2), torch.ones(2, 3)
+    model = toy.ToyModel(cfg, probability, importance, torch.Generator().manual_seed(0))
+    importance.fill_(float("nan"))
+    assert torch.equal(model.importance, torch.ones(2, 3))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from check_cases import UNDIAGNOSED, Case
@@ -284,3 +286,78 @@ CASES = {
         ),
     ),
 }
+
+
+# ---------------------------------------------------------------- 01: ToyModel
+
+
+class _ToyModelEinsum(torch.nn.Module):
+    """Correct: the same draw, written differently, forward with einsum."""
+
+    def __init__(self, cfg, feature_probability, importance, generator=None):
+        super().__init__()
+        shape = (cfg.n_instances, cfg.d_hidden, cfg.n_features)
+        w = torch.randn(shape, generator=generator)
+        self.W = torch.nn.Parameter(w.mul_(math.sqrt(2 / (cfg.d_hidden + cfg.n_features))))
+        self.b_final = torch.nn.Parameter(w.new_zeros(cfg.n_instances, cfg.n_features))
+        self.register_buffer("feature_probability", feature_probability.float())
+        self.register_buffer("importance", importance.float())
+
+    def forward(self, x):
+        h = torch.einsum("idf,bif->bid", self.W, x)
+        return torch.relu(torch.einsum("idf,bid->bif", self.W, h) + self.b_final)
+
+
+def _toy_model_variant(**bug):
+    class Variant(_ToyModelEinsum):
+        def __init__(self, cfg, feature_probability, importance, generator=None):
+            super().__init__(cfg, feature_probability, importance, generator)
+            with torch.no_grad():
+                if bug.get("kaiming"):
+                    self.W.mul_(
+                        math.sqrt(1 / cfg.d_hidden)
+                        / math.sqrt(2 / (cfg.d_hidden + cfg.n_features))
+                        * 3
+                    )
+                if bug.get("random_bias"):
+                    self.b_final.normal_(generator=torch.Generator().manual_seed(0))
+            if bug.get("transposed"):
+                self.W = torch.nn.Parameter(self.W.detach().transpose(1, 2).contiguous())
+            if bug.get("no_buffers"):
+                del self.importance
+                self.importance_values = importance
+
+        def forward(self, x):
+            if bug.get("no_relu"):
+                h = torch.einsum("idf,bif->bid", self.W, x)
+                return torch.einsum("idf,bid->bif", self.W, h) + self.b_final
+            return super().forward(x)
+
+    return Variant
+
+
+class _ToyModelExtraParameter(_ToyModelEinsum):
+    def __init__(self, cfg, feature_probability, importance, generator=None):
+        super().__init__(cfg, feature_probability, importance, generator)
+        self.importance_param = torch.nn.Parameter(importance.float())
+
+
+class _ToyModelOtherDraw(_ToyModelEinsum):
+    def __init__(self, cfg, feature_probability, importance, generator=None):
+        torch.rand(1, generator=generator)  # draws something before W
+        super().__init__(cfg, feature_probability, importance, generator)
+
+
+CASES["check_toy_model"] = Case(
+    toy.ToyModel,
+    (_ToyModelEinsum,),
+    (
+        (_toy_model_variant(kaiming=True), "W's scale is off"),
+        (_toy_model_variant(random_bias=True), "b_final starts at zeros"),
+        (_toy_model_variant(transposed=True), "W is (inst, d_hidden, feats)"),
+        (_toy_model_variant(no_buffers=True), "register_buffer"),
+        (_toy_model_variant(no_relu=True), "ReLU(W^T W x + b_final)"),
+        (_ToyModelExtraParameter, "exactly `W` and `b_final`"),
+        (_ToyModelOtherDraw, "not the draw the course expects"),
+    ),
+)

@@ -84,8 +84,9 @@ class ToyModel(nn.Module):
         std = (2.0 / (cfg.d_hidden + cfg.n_features)) ** 0.5  # Xavier normal
         self.W = nn.Parameter(torch.randn(W.shape, generator=generator) * std)
         self.b_final = nn.Parameter(torch.zeros(cfg.n_instances, cfg.n_features))
-        self.register_buffer("feature_probability", feature_probability.float())
-        self.register_buffer("importance", importance.float())
+        # copies: the model never shares memory with the caller's tensors
+        self.register_buffer("feature_probability", feature_probability.detach().float().clone())
+        self.register_buffer("importance", importance.detach().float().clone())
 
     def forward(self, x: Float[Tensor, "batch inst feats"]) -> Float[Tensor, "batch inst feats"]:
         return toy_forward(self.W, self.b_final, x)
@@ -172,20 +173,22 @@ def train_sweep(
     seed: int = 0,
     progress: bool = True,
     trainer: Callable[..., Tensor] = train,
+    model_cls: Callable[..., nn.Module] = ToyModel,
 ) -> Sweep:
     """Train sparsities x decays x restarts toy models in one batched run.
 
     Toy models sometimes settle in a poor local minimum, so each condition is trained from
     ``n_restarts`` initializations; :attr:`Sweep.W` keeps the lowest-loss one. ``trainer`` is the
     training loop, called as :func:`train` is: ``trainer(model, steps, batch_size, lr, generator,
-    progress)``, returning each instance's final loss (a learner's own loop, or :func:`train`).
+    progress)``, returning each instance's final loss (a learner's own loop, or :func:`train`);
+    ``model_cls`` builds the model as :class:`ToyModel` does (a learner's own module).
     """
     conditions = list(itertools.product(sparsities, decays, range(n_restarts)))
     probability = torch.tensor([1.0 - s for s, _, _ in conditions])
     importance = torch.stack([d ** torch.arange(n_features).float() for _, d, _ in conditions])
     generator = torch.Generator().manual_seed(seed)
     cfg = ToyConfig(n_features=n_features, d_hidden=d_hidden, n_instances=len(conditions))
-    model = ToyModel(cfg, probability, importance, generator)
+    model = model_cls(cfg, probability, importance, generator)
     loss = trainer(model, steps, batch_size, lr, generator, progress)
     shape = (len(sparsities), len(decays), n_restarts)
     return Sweep(

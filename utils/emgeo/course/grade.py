@@ -82,7 +82,7 @@ def _find_exercise_cells(nb: NotebookNode) -> list[_ExerciseCells]:
         if not match:
             continue
         fn = match.group("fn")
-        defines = re.compile(rf"^\s*def {re.escape(fn)}\(", re.MULTILINE)
+        defines = re.compile(rf"^\s*(def|class) {re.escape(fn)}\b", re.MULTILINE)
         solution = next(
             (j for j in range(index - 1, -1, -1) if defines.search(nb.cells[j].source)), None
         )
@@ -384,7 +384,7 @@ def _locate_check(nb: NotebookNode, exercise: Exercise) -> int | None:
 
 
 def _insert_check(nb: NotebookNode, exercise: Exercise) -> int:
-    defines = re.compile(rf"^\s*def {re.escape(exercise.name)}\(", re.MULTILINE)
+    defines = re.compile(rf"^\s*(def|class) {re.escape(exercise.name)}\b", re.MULTILINE)
     after = [
         i for i, c in enumerate(nb.cells) if c.cell_type == "code" and defines.search(c.source)
     ]

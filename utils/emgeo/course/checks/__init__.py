@@ -24,6 +24,7 @@ from emgeo.course.checks.nb01 import (
     check_generate_batch,
     check_importance_loss,
     check_toy_forward,
+    check_toy_model,
     check_train_toy,
 )
 from emgeo.course.checks.nb02 import check_measured_drag, check_predicted_drag
@@ -86,6 +87,7 @@ __all__ = [
     "check_sae_loss",
     "check_sample_features",
     "check_toy_forward",
+    "check_toy_model",
     "check_train_sae_loop",
     "check_top_features",
     "check_trace_layer",

@@ -269,3 +269,70 @@ def check_train_toy(fn: Callable, seeds: tuple[int, ...] = (0, 1)) -> None:
         f"final losses match the course's loop on {len(seeds)} seeded runs of 3 toy models "
         f"({_TRAIN_STEPS} Adam steps each), and runs are reproducible",
     )
+
+
+def _toy_inputs(seed: int, n_inst: int, d_hidden: int, n_features: int):
+    gen = torch.Generator().manual_seed(seed)
+    cfg = toy.ToyConfig(n_features=n_features, d_hidden=d_hidden, n_instances=n_inst)
+    probability = torch.rand(n_inst, generator=gen)
+    importance = torch.rand(n_inst, n_features, generator=gen)
+    return cfg, probability, importance
+
+
+@_exercise("toy.ToyModel")
+def check_toy_model(cls: Callable, n_trials: int = 3) -> None:
+    """``cls(cfg, feature_probability, importance, generator)``: parameters ``W`` (inst,
+    d_hidden, feats), Xavier-normal from ``generator``, and ``b_final`` (inst, feats), zeros;
+    buffers ``feature_probability`` and ``importance``; ``forward(x)`` = ReLU(W^T W x + b)."""
+    for trial in range(n_trials):
+        n_inst, d_hidden, n_features = 2 + trial, 2 + trial, 5 + trial
+        cfg, probability, importance = _toy_inputs(trial, n_inst, d_hidden, n_features)
+        model = _call(cls, cfg, probability, importance, torch.Generator().manual_seed(trial))
+        if not isinstance(model, torch.nn.Module):
+            raise CheckFailed(f"`{_name(cls)}(...)` should build an nn.Module.")
+        params = dict(model.named_parameters())
+        if set(params) != {"W", "b_final"}:
+            raise CheckFailed(
+                f"The model's parameters are {sorted(params)}: it needs exactly `W` and `b_final` "
+                "as nn.Parameter (buffers are not parameters)."
+            )
+        buffers = dict(model.named_buffers())
+        if not {"feature_probability", "importance"} <= set(buffers):
+            raise CheckFailed(
+                "Register `feature_probability` and `importance` with `self.register_buffer`: "
+                "they move with the model and the training loop reads them from it."
+            )
+        _expect_shape(
+            params["W"], (n_inst, d_hidden, n_features), cls, "W is (inst, d_hidden, feats)."
+        )
+        _expect_shape(params["b_final"], (n_inst, n_features), cls, "b_final is (inst, feats).")
+        expected = toy.ToyModel(cfg, probability, importance, torch.Generator().manual_seed(trial))
+        W, W_ref = params["W"].detach(), expected.W.detach()
+        if not torch.allclose(W, W_ref, atol=1e-6):
+            std = (2.0 / (d_hidden + n_features)) ** 0.5
+            if (
+                torch.allclose(W * std / W.std(), W_ref, atol=0.05 * std)
+                or abs(W.std() / W_ref.std() - 1) > 0.3
+            ):
+                raise CheckFailed(
+                    "W's scale is off: Xavier normal has std sqrt(2 / (d_hidden + n_features)); "
+                    "draw torch.randn(shape, generator=generator) and multiply by it."
+                )
+            raise CheckFailed(
+                "W is not the draw the course expects: one torch.randn((inst, d_hidden, feats), "
+                "generator=generator) times the Xavier std, and nothing else drawn before it."
+            )
+        if not torch.equal(params["b_final"].detach(), torch.zeros(n_inst, n_features)):
+            raise CheckFailed("b_final starts at zeros.")
+        if not torch.equal(buffers["importance"], importance.float()):
+            raise CheckFailed("The `importance` buffer should hold the importances it was given.")
+        x = toy.generate_batch(16, probability, n_features, torch.Generator().manual_seed(9))
+        with torch.no_grad():
+            out = model(x.clone())
+            _expect_shape(out, x.shape, cls, "forward returns (batch, inst, feats).")
+            if not torch.allclose(out, expected(x), atol=1e-5):
+                raise CheckFailed(
+                    "forward(x) should be ReLU(W^T W x + b_final): call your toy_forward with "
+                    "self.W and self.b_final."
+                )
+    _passed(cls, f"parameters, buffers, initialisation and forward match on {n_trials} configs")
