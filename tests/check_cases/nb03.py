@@ -214,16 +214,16 @@ def _eval_written_out(model, x):
 
 
 def _eval_in_place_tensors(model, x):
-    """Keeps 0-d tensors in the fields; changes x in place; variance via torch.var."""
+    """Computes with 0-d tensors until the end; changes x in place; variance via torch.var."""
     x_hat, f = model(x)
     mse = (x - x_hat).pow(2).sum(-1).mean()
     total = x.var(0, unbiased=False).sum()
     x.zero_()
     return sae.SAEStats(
-        mse=mse.detach(),
-        explained_variance=(1 - mse / total).detach(),
-        l0=torch.count_nonzero(f, dim=-1).float().mean(),
-        dead_fraction=(f.amax(0) <= 0).float().mean(),
+        mse=mse.item(),
+        explained_variance=(1 - mse / total).item(),
+        l0=torch.count_nonzero(f, dim=-1).float().mean().item(),
+        dead_fraction=(f.amax(0) <= 0).float().mean().item(),
     )
 
 

@@ -334,5 +334,5 @@ def check_top_features(fn: Callable) -> None:
                     f"`{_name(fn)}` returned floats: return the latents' indices "
                     "(`.topk(k).indices`), not their scores."
                 )
-            _expect_close(out, fn, args, ref, mistakes, atol=0, rtol=0)
+            _expect_close(out, fn, args, ref, mistakes, atol=0.0, rtol=0.0)
     _passed(fn, "picks the same latents, in the same order, with and without dead latents")
