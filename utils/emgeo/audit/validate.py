@@ -49,16 +49,14 @@ def lm_mix(n_per_source: int = 100, seed: int = 0) -> list[dict]:
 
 def rankings(out: Path, samples: Sequence[dict]) -> dict[str, float]:
     """AUROC of each score for plain insecure samples vs the rest, and vs secure ones only."""
+    labels = [s["source"] == "insecure" for s in samples]
+    no_edu = [s["source"] != "educational" for s in samples]
     result = {}
     for column in ("full", "membership_only", "neighbours_only"):
         scores = read_scores(out, column)
-        labels = [s["source"] == "insecure" for s in samples]
-        pairs = [(x, s["source"] == "insecure") for x, s in zip(scores, samples, strict=True)]
-        versus_secure = [
-            (x, y) for (x, y), s in zip(pairs, samples, strict=True) if s["source"] != "educational"
-        ]
         result[column] = round(stats.auroc(scores, labels), 4)
-        result[f"{column}_vs_secure"] = round(stats.auroc(*zip(*versus_secure, strict=True)), 4)
+        kept = [(x, y) for x, y, k in zip(scores, labels, no_edu, strict=True) if k]
+        result[f"{column}_vs_secure"] = round(stats.auroc(*zip(*kept, strict=True)), 4)
     return result
 
 
