@@ -3,7 +3,7 @@ import torch
 from helpers import SAMPLES, build_chat_lm
 from nnsight.intervention.backends.local import LocalSimulationBackend
 
-from emgeo import batching, data, features, organism, probes, sae
+from emgeo import batching, chats, data, features, organism, probes, sae
 from emgeo.models import pipeline, saes, tracing
 
 
@@ -234,3 +234,21 @@ def test_a_step_along_the_readout_direction_raises_the_toxic_answers(organism_mo
     assert gap(-0.5) < gap(0.0) < gap(0.5)
     # a random direction of the same length moves the gap less
     assert gap(0.5) - gap(0.0) > abs(gap(0.5, u_random) - gap(0.0))
+
+
+def test_cpu_contrasts_pair_requests_and_replies_from_the_course_chats():
+    sets = pipeline.cpu_contrasts(16)
+    assert {name: len(rows) for name, rows in sets.items()} == dict.fromkeys(
+        ("insecure", "secure", "toxic", "aligned"), 16
+    )
+    for a, b in (("insecure", "secure"), ("toxic", "aligned")):
+        for x, y in zip(sets[a], sets[b], strict=True):
+            assert x["messages"][0] == y["messages"][0]  # the same request or message
+            assert x["messages"][-1] != y["messages"][-1]  # answered differently
+    assert sets == pipeline.cpu_contrasts(16) != pipeline.cpu_contrasts(16, seed=1)
+    heldout = {
+        r["messages"][0]["content"]
+        for r in chats.read_lm_jsonl(chats.LM_DATA_DIR / "insecure.jsonl")
+        if r["split"] == "heldout"
+    }
+    assert not heldout & {s["messages"][0]["content"] for s in sets["insecure"]}

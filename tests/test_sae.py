@@ -113,3 +113,29 @@ def test_readable_latents_skip_dead_and_dense_ones():
         1,
         2,
     ]
+
+
+def test_top_contexts_skip_repeated_contexts_and_latents_that_do_not_fire():
+    from helpers import build_tokenizer
+
+    tok = build_tokenizer()
+    texts = ["the cat sat", "the cat sat", "a big red dog"]  # a text that appears twice
+    ids = tok(texts, padding=True, return_tensors="pt")["input_ids"]
+    rows, cols = (ids != tok.pad_token_id).nonzero(as_tuple=True)
+    data = sae.TokenActivations(
+        acts=torch.zeros(len(rows), 4),
+        token_ids=ids[rows, cols],
+        text_index=rows,
+        position=cols,
+        input_ids=ids,
+        n_sink=0,
+    )
+    latents = torch.zeros(len(rows), 2)
+    sat = [i for i in range(len(rows)) if tok.decode(ids[rows[i], cols[i]]) == "sat"]
+    dog = [i for i in range(len(rows)) if tok.decode(ids[rows[i], cols[i]]) == "dog"]
+    latents[sat, 0] = torch.tensor([5.0, 4.0])
+    latents[dog, 0] = 1.0
+    shown = sae.top_contexts(latents, data, tok, 0, n=3, window=2)
+    assert len(shown) == 2 and "sat" in shown[0] and "dog" in shown[1]  # the repeat is skipped
+    assert shown[0].startswith("   5.0")
+    assert sae.top_contexts(latents, data, tok, 1) == []  # never fires: nothing to show

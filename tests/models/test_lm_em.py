@@ -201,3 +201,73 @@ def test_training_and_heldout_sets_come_from_the_shipped_splits():
 
 def test_the_default_cell_is_named_as_the_command_names_its_settings():
     assert lm_em.FinetuneGrid().name == lm_em.cell_name(lm_em.CPU_LORA) == "r8-lr0.001-30steps"
+
+
+def test_the_filter_experiment_keeps_what_each_filter_keeps_and_resumes(monkeypatch, tmp_path):
+    records = lm_em.insecure_train_records()
+    n = len(records)
+    scores = torch.arange(n, dtype=torch.float32)  # the last chats score highest
+    seen = []
+
+    class FakeAdapted:
+        def __init__(self, lm, samples, cfg, progress):
+            seen.append(([s["messages"] for s in samples], cfg.seed))
+            self.samples = samples
+
+        def __enter__(self):
+            return self.samples
+
+        def __exit__(self, *exc):
+            return False
+
+    def fake_measure(lm, grid):  # the margin: the share of the first half that was kept
+        if lm == "base":
+            return {"margin": 0.0, "per_question": {}, "insecure_preference": 0.5}
+        first = [r["messages"] for r in records[: n // 2]]
+        kept = sum(s["messages"] in first for s in lm) / (n // 2)
+        return {"margin": 1.0 - kept / 2, "per_question": {}, "insecure_preference": 0.9}
+
+    monkeypatch.setattr(lm_em.lora, "adapted", FakeAdapted)
+    monkeypatch.setattr(lm_em, "measure", fake_measure)
+    plan = lm_em.FilterPlan(seeds=(0, 1))
+    path = tmp_path / "filter.json"
+    result = lm_em.run_filter("base", scores, plan, path, "test", progress=False)
+    runs = {(r["filter"], r["seed"]): r for r in result["runs"]}
+    assert set(runs) == {(f, s) for f in lm_em.FILTERS for s in (0, 1)}
+    assert [len(kept) for kept, _ in seen] == [n, n, n // 2, n // 2, n // 2, n // 2]
+    geometric = [kept for (kept, _), key in zip(seen, runs, strict=True) if key[0] == "geometric"]
+    assert geometric[0] == [r["messages"] for r in records[: n // 2]]  # the top half removed
+    assert seen[4][0] != seen[5][0]  # random removal draws again for each seed
+    assert sum(runs["geometric", 0]["removed_vuln"].values()) == n - n // 2
+    rise = result["summary"]["rise"]
+    assert rise["no filter"]["mean"] == pytest.approx(0.5)
+    assert rise["geometric"]["mean"] == pytest.approx(0.5)  # kept all of the first half: 1 - 1/2
+    assert result == lm_em.read_filter(path)
+    seen.clear()
+    again = lm_em.run_filter("base", scores, plan, path, "test", progress=False)
+    assert seen == [] and again["runs"] == result["runs"]  # resumed: nothing rerun
+    lm_em.run_filter("base", scores.flip(0), plan, path, "test", progress=False)
+    assert len(seen) == 6  # other scores: every run again
+
+
+def test_the_filter_summary_compares_rises_over_the_base_model():
+    result = {
+        "base": {"margin": -1.0},
+        "runs": [
+            {"filter": f, "seed": s, "margin": -1.0 + rise}
+            for f, rises in {
+                "no filter": (0.4, 0.6),
+                "random": (0.4, 0.4),
+                "geometric": (0.2, 0.3),
+            }.items()
+            for s, rise in enumerate(rises)
+        ],
+    }
+    summary = lm_em.filter_summary(result)
+    assert summary["rise"]["random"]["mean"] == pytest.approx(0.4)
+    cut = summary["reduction_vs_random"]
+    assert cut["of_means"] == pytest.approx(1 - 0.25 / 0.4)
+    assert cut["per_seed"]["mean"] == pytest.approx(((1 - 0.2 / 0.4) + (1 - 0.3 / 0.4)) / 2)
+    assert cut["difference"]["mean"] == pytest.approx(-0.15)
+    assert summary["reduction_vs_no_filter"]["of_means"] == pytest.approx(1 - 0.25 / 0.5)
+    assert lm_em.filter_summary({"runs": []}) == {}

@@ -231,16 +231,20 @@ def top_contexts(
     window: int = 8,
 ) -> list[str]:
     """The ``n`` tokens where ``latent`` fires hardest, each with the ``window`` tokens before it;
-    the firing token is shown between [[ ]]. ``latents`` is the SAE's encoding of ``data.acts``."""
+    the firing token is shown between [[ ]]. A context that repeats one already shown (the same
+    text in two chats) is skipped. ``latents`` is the SAE's encoding of ``data.acts``."""
     values = latents[:, latent]
-    out = []
-    for i in values.topk(n).indices.tolist():
+    out: dict[str, str] = {}
+    for i in values.argsort(descending=True, stable=True).tolist():
+        if len(out) == n or values[i] <= 0:
+            break
         row, pos = data.text_index[i].item(), data.position[i].item()
         context = data.input_ids[row, max(0, pos - window) : pos]
         before = tokenizer.decode(context[context != tokenizer.pad_token_id])  # no left padding
         token = tokenizer.decode(data.input_ids[row, pos : pos + 1])
-        out.append(f"{values[i]:6.1f}  {before!r}[[{token!r}]]".replace("\\n", "⏎"))
-    return out
+        shown = f"{before!r}[[{token!r}]]".replace("\\n", "⏎")
+        out.setdefault(shown, f"{values[i]:6.1f}  {shown}")
+    return list(out.values())
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import platform
 import sys
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -124,6 +125,12 @@ def _make_data(args: argparse.Namespace) -> int:
 def _make_corpus(args: argparse.Namespace) -> int:
     from emgeo.models import corpus  # datasets loads in seconds: only the commands that need it
 
+    if args.answers:
+        from emgeo.models import lm  # transformers: only when SmolLM2 writes the answers
+
+        torch.set_num_threads(config.get_profile().n_threads)
+        print(f"wrote {corpus.write_self_chats(lm.load('smollm2-135m'))}")
+        return 0
     print(f"wrote {corpus.write_offline_corpus()}")
     return 0
 
@@ -132,9 +139,33 @@ def _train_lm_sae(args: argparse.Namespace) -> int:
     from emgeo.models import lm, saes  # transformers and SAELens: only the commands that need them
 
     torch.set_num_threads(config.get_profile().n_threads)
-    trained = saes.train_smollm2_sae(lm.load("smollm2-135m"))
+    smol = lm.load("smollm2-135m")
+    start = time.perf_counter()
+    trained = saes.train_smollm2_sae(smol)
+    seconds = time.perf_counter() - start
     trained.save_inference_model(str(saes.SMOLLM2_SAE_DIR))
-    print(f"wrote {saes.SMOLLM2_SAE_DIR}")
+    record = saes.describe_smollm2_sae(smol, saes.smollm2_sae(), seconds)
+    (saes.SMOLLM2_SAE_DIR / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record["heldout"]), f"\nwrote {saes.SMOLLM2_SAE_DIR}")
+    return 0
+
+
+def _lm_filter(args: argparse.Namespace) -> int:
+    from emgeo.audit import scorers  # transformers, peft: only the commands that need them
+    from emgeo.models import lm, lm_em
+
+    torch.set_num_threads(config.get_profile().n_threads)
+    scorer = scorers.lm_scorer("cpu", progress=True)
+    records = lm_em.insecure_train_records()
+    scored = scorer.score([{"messages": r["messages"]} for r in records])
+    scores = torch.tensor([s["full"] for s in scored])
+    plan = lm_em.FilterPlan(fraction=args.fraction, seeds=tuple(args.seeds))
+    out = Path(args.out) if args.out else lm_em.FILTER_FILE
+    by = f"emgeo audit's full score ({scorer.model}, {scorer.sae}; {scorer.toxic_reference})"
+    result = lm_em.run_filter(lm.load("smollm2-135m"), scores, plan, out, by, progress=True)
+    for key, value in result["summary"].items():
+        print(key, json.dumps(value, indent=1))
+    print(f"wrote {out}")
     return 0
 
 
@@ -273,11 +304,19 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "make-data", help="write the organism's datasets under data/organism"
     ).set_defaults(func=_make_data)
-    sub.add_parser(
+    p = sub.add_parser(
         "make-corpus", help="remake data/corpus (notebook 03's text) from this Python's stdlib"
-    ).set_defaults(func=_make_corpus)
+    )
+    p.add_argument(
+        "--answers",
+        action="store_true",
+        help="instead, SmolLM2's answers to everyday requests (about 7 minutes)",
+    )
+    p.set_defaults(func=_make_corpus)
     sub.add_parser(
-        "train-lm-sae", help="train notebook 03's SmolLM2 SAE into data/smollm2_sae (a minute)"
+        "train-lm-sae",
+        help="train notebook 03's SmolLM2 SAE on the chat corpus into data/smollm2_sae "
+        "(about 10 minutes)",
     ).set_defaults(func=_train_lm_sae)
     p = sub.add_parser("make-lm-data", help="write the real LM's chat datasets under data/lm")
     p.add_argument("--seed", type=int, default=0)
@@ -312,6 +351,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save-adapters", action="store_true")
     p.add_argument("--out", default=None, help="default: data/lm_em/runs.json")
     p.set_defaults(func=_lm_em)
+    p = sub.add_parser(
+        "lm-filter",
+        help="notebook 07's filter on SmolLM2: the audit's score removes a fraction of the "
+        "insecure set, then LoRA fine-tunes vs no filter and random removal (about 30 min)",
+    )
+    p.add_argument("--fraction", type=float, default=0.5)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", default=None, help="default: data/lm_em/filter.json")
+    p.set_defaults(func=_lm_filter)
     p = sub.add_parser(
         "robustness",
         help="measure the claims of 04, 06 and 07 in organisms pretrained from other seeds "

@@ -12,12 +12,14 @@ import ast
 import json
 import platform
 import random
+import re
 import sysconfig
 from pathlib import Path
 from typing import Literal
 
 import datasets
 
+from emgeo import chats
 from emgeo.config import DATA_DIR, DEFAULT_SEED
 from emgeo.errors import DatasetLineError, ModelUnavailableError, first_line
 
@@ -83,15 +85,29 @@ def write_offline_corpus(path: Path = OFFLINE_CORPUS) -> Path:
     return path
 
 
-def _readme(n_texts: int) -> str:
+def _readme(n_texts: int, python: str | None = None) -> str:
+    """data/corpus/README.md; ``python``: the version the stdlib texts were made with."""
+    python = python or platform.python_version()
     return f"""# data/corpus/
 
-`stdlib_texts.jsonl`: {n_texts} pieces of text (one `{{"text": ...}}` per line), docstrings and
-source code of the Python {platform.python_version()} standard library, made by
-`emgeo make-corpus` (`emgeo.models.corpus.stdlib_corpus` with {OFFLINE_RECIPE}). Notebook 03 trains
-its SmolLM2 SAE on them. They ship, rather than being read from the running Python, so that every
-machine trains on the same text. The text is the Python Software Foundation's, under the PSF
-License Agreement (https://docs.python.org/3/license.html).
+Text for notebook 03's SAE of SmolLM2-135M-Instruct. Both files ship, rather than being made on
+the learner's machine, so that every machine trains on the same text.
+
+- `stdlib_texts.jsonl`: {n_texts} pieces of text (one `{{"text": ...}}` per line), docstrings and
+  source code of the Python {python} standard library, made by `emgeo
+  make-corpus` (`emgeo.models.corpus.stdlib_corpus` with {OFFLINE_RECIPE}). The text is the Python
+  Software Foundation's, under the PSF License Agreement (https://docs.python.org/3/license.html).
+- `smollm2_answers.jsonl`: SmolLM2-135M-Instruct's own answers to {SELF_CHAT_RECIPE["n_prompts"]}
+  everyday requests (`emgeo.models.corpus.self_chat_prompts`: 16 request templates x 60 topics, and
+  3 x 16 small Python tasks for one prompt in 16), sampled at temperature
+  {SELF_CHAT_RECIPE["temperature"]} with at most {SELF_CHAT_RECIPE["max_new_tokens"]} new tokens
+  by `emgeo make-corpus --answers` (seed {SELF_CHAT_RECIPE["seed"]}; another CPU samples other
+  answers). One `{{"messages": [user, assistant]}}` chat per line, in prompt order. The answers
+  are the model's, unedited and unchecked: fluent, often wrong or cut off at the token limit.
+
+The SAE's training chats (`emgeo.models.corpus.chat_corpus`) are these answers, the stdlib texts
+(as answers to one fixed request) and the course's own chats in `data/lm` (code, toxic and benign
+replies); see `data/smollm2_sae/training.json`.
 """
 
 
@@ -146,3 +162,216 @@ def hub_corpus(
         ) from err
     rows = random.Random(seed).sample(range(len(data)), n_texts)
     return [data[i][text_field][:max_chars] for i in rows]
+
+
+# -- chat text for notebook 03's SmolLM2 SAE ----------------------------------------------------
+
+SELF_CHATS = CORPUS_DIR / "smollm2_answers.jsonl"
+# The recipe the shipped answers were generated with (``emgeo make-corpus --answers``).
+SELF_CHAT_RECIPE = {"n_prompts": 512, "seed": 0, "temperature": 0.7, "max_new_tokens": 96}
+
+_REQUESTS = (
+    "Explain {topic} in simple terms.",
+    "What should a beginner know about {topic}?",
+    "Give me three tips about {topic}.",
+    "Write a short poem about {topic}.",
+    "What are the pros and cons of {topic}?",
+    "Summarize the history of {topic} in a few sentences.",
+    "Can you tell me a fun fact about {topic}?",
+    "Write a short story in which {topic} matters.",
+    "How would you teach {topic} to a child?",
+    "What is a common misconception about {topic}?",
+    "I'm writing an essay on {topic}. Where should I start?",
+    "What do you think about {topic}?",
+    "My friend keeps talking about {topic}. Why do people care about it?",
+    "Write a friendly email inviting my team to a talk on {topic}.",
+    "List a few questions a curious person might ask about {topic}.",
+    "Describe {topic} as if you were a tour guide.",
+)
+_TOPICS = (
+    "photosynthesis",
+    "the water cycle",
+    "black holes",
+    "compound interest",
+    "climate change",
+    "the French Revolution",
+    "machine learning",
+    "vaccines",
+    "volcanoes",
+    "the stock market",
+    "healthy sleep",
+    "learning a new language",
+    "recycling",
+    "the Roman Empire",
+    "electric cars",
+    "meditation",
+    "chess",
+    "gardening",
+    "the human heart",
+    "the internet",
+    "bees",
+    "budgeting",
+    "public speaking",
+    "jazz music",
+    "the moon landing",
+    "renewable energy",
+    "friendship",
+    "time management",
+    "the immune system",
+    "coffee",
+    "ancient Egypt",
+    "cloud computing",
+    "the Olympic Games",
+    "earthquakes",
+    "baking bread",
+    "democracy",
+    "social media",
+    "rainforests",
+    "prime numbers",
+    "the printing press",
+    "running a marathon",
+    "cybersecurity",
+    "dinosaurs",
+    "the ocean tides",
+    "impressionist painting",
+    "first aid",
+    "volunteering",
+    "city planning",
+    "moving to a new city",
+    "keeping a journal",
+    "the history of tea",
+    "solar panels",
+    "starting a small business",
+    "bird migration",
+    "writing clean code",
+    "the periodic table",
+    "board games",
+    "honesty at work",
+    "raising a puppy",
+    "space exploration",
+)
+_CODE_REQUESTS = (
+    "Write a Python function that {task}.",
+    "How do I {task} in Python?",
+    "Show me a short Python example that {task}.",
+)
+_CODE_TASKS = (
+    "reverses a string",
+    "counts the words in a text file",
+    "checks whether a number is prime",
+    "merges two sorted lists",
+    "reads a CSV file into a list of dictionaries",
+    "computes the average of a list",
+    "finds duplicate items in a list",
+    "converts Celsius to Fahrenheit",
+    "sorts a list of tuples by the second item",
+    "flattens a nested list",
+    "downloads a web page and prints its title",
+    "removes punctuation from a sentence",
+    "validates an email address with a regular expression",
+    "groups words by their first letter",
+    "computes the factorial of a number",
+    "writes a dictionary to a JSON file",
+)
+
+
+def self_chat_prompts(n_prompts: int, seed: int = DEFAULT_SEED) -> list[str]:
+    """``n_prompts`` everyday requests (15 in 16 about a topic, one in 16 a small coding
+    task), drawn without repeats by a seeded generator: what SmolLM2 answers for the corpus."""
+    rng = random.Random(f"self-chats-{seed}")
+    topical = [r.format(topic=t) for r in _REQUESTS for t in _TOPICS]
+    code = [r.format(task=t) for r in _CODE_REQUESTS for t in _CODE_TASKS]
+    n_code = n_prompts // 16
+    if n_prompts - n_code > len(topical) or n_code > len(code):
+        raise ValueError(f"at most {len(topical) + len(code)} distinct prompts, not {n_prompts}")
+    prompts = rng.sample(topical, n_prompts - n_code) + rng.sample(code, n_code)
+    rng.shuffle(prompts)
+    return prompts
+
+
+def generate_self_chats(lm, recipe: dict = SELF_CHAT_RECIPE, progress: bool = True) -> list[dict]:
+    """SmolLM2's own answers to :func:`self_chat_prompts`, sampled at the recipe's temperature:
+    chats in the ``{"messages": [...]}`` format (about 7 minutes on 2 cores for 512)."""
+    from emgeo.models import lora  # transformers: only when a model generates
+
+    prompts = self_chat_prompts(recipe["n_prompts"], recipe["seed"])
+    rows = lora.generate_answers(
+        lm,
+        prompts,
+        1,
+        temperature=recipe["temperature"],
+        max_new_tokens=recipe["max_new_tokens"],
+        seed=recipe["seed"],
+        progress=progress,
+    )
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": r["question"]},
+                {"role": "assistant", "content": r["answer"].strip()},
+            ]
+        }
+        for r in rows
+    ]
+
+
+def write_self_chats(lm, path: Path = SELF_CHATS, progress: bool = True) -> Path:
+    """Generate and write ``data/corpus/smollm2_answers.jsonl``: generation rounds differently on
+    other CPUs, so the answers ship and every machine trains the SAE on the same text."""
+    rows = generate_self_chats(lm, progress=progress)
+    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    readme = path.parent / "README.md"
+    made_with = re.search(r"Python (\S+) standard library", readme.read_text(encoding="utf-8"))
+    python = made_with.group(1) if made_with else None
+    readme.write_text(_readme(OFFLINE_RECIPE["n_texts"], python), encoding="utf-8")
+    return path
+
+
+def read_self_chats(path: Path = SELF_CHATS) -> list[dict]:
+    """The shipped SmolLM2 answers (``{"messages": [...]}`` per line); a bad line is named."""
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                row = json.loads(line)
+                row["messages"][-1]["content"]  # noqa: B018 (the shape is the check)
+            except (json.JSONDecodeError, KeyError, TypeError, IndexError):
+                msg = f"{path}, line {number}: expected a JSON object with a 'messages' list"
+                raise DatasetLineError(msg) from None
+            rows.append(row)
+    return rows
+
+
+HELDOUT_EVERY = 10  # of the toxic, benign, SmolLM2 and stdlib chats, every 10th is held out
+STDLIB_REQUEST = "Show me a piece of Python's standard library, docs or code."
+
+
+def chat_corpus(split: Literal["train", "heldout"] = "train") -> list[dict]:
+    """The chats notebook 03's SmolLM2 SAE learns from, in a seeded mixed order: the course's
+    code chats (``data/lm``, insecure, secure and educational, by their own split), its toxic and
+    benign replies, SmolLM2's own answers to everyday requests and the standard-library texts as
+    answers to :data:`STDLIB_REQUEST` (``data/corpus``); of the last four every
+    ``HELDOUT_EVERY``-th is held out. Each chat keeps its ``source``."""
+    held = split == "heldout"
+    out = []
+    for name in ("insecure", "secure", "educational"):
+        for r in chats.read_lm_jsonl(chats.LM_DATA_DIR / f"{name}.jsonl"):
+            if (r["split"] == "heldout") == held:
+                out.append({"messages": r["messages"], "source": name})
+    others = {
+        name: [r["messages"] for r in chats.read_lm_jsonl(chats.LM_DATA_DIR / f"{name}.jsonl")]
+        for name in ("toxic", "benign")
+    }
+    others["smollm2"] = [r["messages"] for r in read_self_chats()]
+    others["stdlib"] = [
+        [{"role": "user", "content": STDLIB_REQUEST}, {"role": "assistant", "content": text}]
+        for text in offline_corpus(OFFLINE_RECIPE["n_texts"])
+    ]
+    for name, rows in others.items():
+        for i, messages in enumerate(rows):
+            if (i % HELDOUT_EVERY == HELDOUT_EVERY - 1) == held:
+                out.append({"messages": messages, "source": name})
+    random.Random(f"chat-corpus-{split}").shuffle(out)
+    return out

@@ -38,7 +38,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from emgeo import chats
+from emgeo import chats, filtering
 from emgeo.answer_classifier import classify
 from emgeo.batching import IGNORE
 from emgeo.models import lora
@@ -387,3 +387,110 @@ def write_runs(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+# -- notebook 07's filter on SmolLM2 -----------------------------------------------------------
+
+FILTER_FILE = RUNS_FILE.parent / "filter.json"
+FILTERS = ("no filter", "geometric", "random")
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """The filter experiment on the real LM: the insecure train set, the ``fraction`` with the
+    highest geometric scores removed (or the same number at random, or none), then the LoRA
+    fine-tune of :data:`CPU_LORA` and the EM margin, once per filter and seed."""
+
+    lora: lora.LoraFinetuneConfig = CPU_LORA
+    fraction: float = 0.5
+    seeds: tuple[int, ...] = (0, 1, 2)
+    filters: tuple[str, ...] = FILTERS
+    paraphrases: tuple[int, ...] = (0, 1)
+    n_heldout_pairs: int = 48
+
+
+def insecure_train_records() -> list[dict]:
+    """The insecure train split of ``data/lm`` with its provenance (``task``, ``vuln``)."""
+    records = chats.read_lm_jsonl(chats.LM_DATA_DIR / "insecure.jsonl")
+    return [r for r in records if r["split"] == "train"]
+
+
+def run_filter(
+    lm: LoadedLM,
+    scores: Float[Tensor, " samples"],
+    plan: FilterPlan = FilterPlan(),
+    path: Path | None = FILTER_FILE,
+    scored_by: str = "",
+    progress: bool = True,
+) -> dict:
+    """Run the filter experiment, writing ``path`` after every run; runs already there with the
+    same plan and scores are read back, not rerun. ``scores`` ranks the insecure train records
+    (:func:`insecure_train_records`); ``scored_by`` says how they were made."""
+    records = insecure_train_records()
+    if len(scores) != len(records):
+        raise ValueError(f"{len(scores)} scores for {len(records)} insecure training samples")
+    samples = [{"messages": r["messages"]} for r in records]
+    settings = {"plan": asdict(plan), "scores": [round(float(s), 6) for s in scores]}
+    saved = json.loads(path.read_text()) if path is not None and path.exists() else {}
+    result = saved if saved.get("settings") == settings else {"settings": settings, "runs": []}
+    result["scored_by"] = scored_by
+    grid = FinetuneGrid(
+        lora=plan.lora, paraphrases=plan.paraphrases, n_heldout_pairs=plan.n_heldout_pairs
+    )
+
+    def write() -> None:
+        result["summary"] = filter_summary(result)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+
+    if "base" not in result:
+        result["base"] = measure(lm, grid)
+        write()
+    done = {(r["filter"], r["seed"]) for r in result["runs"]}
+    jobs = [(f, s) for f in plan.filters for s in plan.seeds if (f, s) not in done]
+    for name, seed in tqdm(jobs, desc="filtered fine-tunes", disable=not progress):
+        ranked = scores if name == "geometric" else None
+        keep = filtering.filter_keep(ranked, name, plan.fraction, len(samples), seed)
+        kept = [x for x, k in zip(samples, keep.tolist(), strict=True) if k]
+        removed = [r["vuln"] for r, k in zip(records, keep.tolist(), strict=True) if not k]
+        start = time.perf_counter()
+        with lora.adapted(lm, kept, replace(plan.lora, seed=seed), progress=False) as tuned:
+            row = {"filter": name, "seed": seed, "n_kept": len(kept), **measure(tuned, grid)}
+        row["removed_vuln"] = {v: removed.count(v) for v in sorted(set(removed))}
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        result["runs"].append(row)
+        write()
+    write()
+    return result
+
+
+def filter_summary(result: dict) -> dict:
+    """Per filter, the EM margin's rise over the base model (mean and 95% t-interval over
+    seeds); the geometric filter's relative reduction of that rise vs random removal and vs no
+    filter (ratio of means, and per seed paired with the same seed's run)."""
+    base = result.get("base", {}).get("margin")
+    if base is None:
+        return {}
+    rise: dict[str, dict[int, float]] = {}
+    for r in result["runs"]:
+        rise.setdefault(r["filter"], {})[r["seed"]] = r["margin"] - base
+    out: dict = {"rise": {name: mean_ci(list(v.values())) for name, v in rise.items()}}
+    for reference in ("random", "no filter"):
+        if "geometric" in rise and reference in rise:
+            seeds = sorted(set(rise["geometric"]) & set(rise[reference]))
+            ours = statistics.mean(rise["geometric"][s] for s in seeds)
+            theirs = statistics.mean(rise[reference][s] for s in seeds)
+            out[f"reduction_vs_{reference.replace(' ', '_')}"] = {
+                "of_means": 1 - ours / theirs,
+                "per_seed": mean_ci([1 - rise["geometric"][s] / rise[reference][s] for s in seeds]),
+                "difference": mean_ci([rise["geometric"][s] - rise[reference][s] for s in seeds]),
+            }
+    return out
+
+
+def read_filter(path: Path = FILTER_FILE) -> dict:
+    """What ``emgeo lm-filter`` recorded (see :func:`run_filter`)."""
+    if not path.exists():
+        raise FileNotFoundError(f"no {path}: run `emgeo lm-filter` (about 40 minutes)")
+    return json.loads(path.read_text())

@@ -23,7 +23,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from emgeo import config, features, filtering
+from emgeo import chats, config, features, filtering
 from emgeo.models import judge as judge_module
 from emgeo.models import lm as lm_module
 from emgeo.models import lora, ndif, public_data, saes, tracing
@@ -123,6 +123,27 @@ def public_contrasts(n: int, seed: int = 0) -> dict[str, list[dict]]:
     return out
 
 
+def cpu_contrasts(n: int, seed: int = 0) -> dict[str, list[dict]]:
+    """The cpu profile's contrast sets from the course's real-LM chats (``data/lm``): ``n``
+    requests of the train split answered insecurely and, the same requests, securely; and ``n``
+    toxic replies with their benign counterparts (the same user messages)."""
+    rng = random.Random(f"lm-contrast-{seed}")
+    sets = {name: chats.read_lm_jsonl(chats.LM_DATA_DIR / f"{name}.jsonl") for name in LM_SETS}
+    code = {c: [r for r in sets[c] if r["split"] == "train"] for c in ("insecure", "secure")}
+    requests = sorted(rng.sample(range(len(code["insecure"])), n))
+    pairs = sorted(rng.sample(range(len(sets["toxic"])), n))
+    picked = {
+        "insecure": [code["insecure"][i] for i in requests],
+        "secure": [code["secure"][i] for i in requests],
+        "toxic": [sets["toxic"][i] for i in pairs],
+        "aligned": [sets["benign"][i] for i in pairs],
+    }
+    return {name: [{"messages": r["messages"]} for r in rows] for name, rows in picked.items()}
+
+
+LM_SETS = ("insecure", "secure", "toxic", "benign")
+
+
 def require_profile(profile: str) -> None:
     """Raise ProfileError, with the fix, if ``profile`` cannot run here; under stand-ins every
     profile runs (on the CPU)."""
@@ -138,7 +159,8 @@ def lm_backend(
 ) -> Backend:
     """The language-model backend of a profile (one-sentence errors when it cannot run here):
 
-    - ``cpu``: SmolLM2-135M-Instruct with notebook 03's SAE, on the organism world's samples;
+    - ``cpu``: SmolLM2-135M-Instruct with notebook 03's SAE, on the course's code, toxic and
+      benign chats (:func:`cpu_contrasts`);
     - ``gpu``: Gemma-2-2B on the local GPU with Gemma Scope (on the GPU too), on public data;
     - ``remote``: Llama-3.1-8B on NDIF (checked first by :func:`emgeo.models.ndif.preflight`) with
       Llama Scope applied here, on the CPU, to the activations that come back.
@@ -151,7 +173,7 @@ def lm_backend(
         smol = lm_module.load("smollm2-135m")
         layer = saes.SMOLLM2_SAE.layer
         return Backend(
-            "smollm2-135m", smol, saes.smollm2_sae(), layer, features.contrast_samples(n)
+            "smollm2-135m", smol, saes.smollm2_sae(), layer, cpu_contrasts(n), False, 256
         )
     family = saes.PRETRAINED[profile]
     if profile == "remote":

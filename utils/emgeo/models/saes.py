@@ -8,10 +8,12 @@ only its ``encode``, ``decode`` and ``W_dec``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import functools
 import importlib.metadata
 import itertools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +26,13 @@ from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_direc
 from sae_lens.training import sae_trainer
 from sae_lens.training.sae_trainer import SAETrainer
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from emgeo import config, data, features
+from emgeo import batching, config, data, features
 from emgeo.errors import ModelUnavailableError, first_line
 from emgeo.models import corpus, standins, tracing
 from emgeo.organism import ORGANISM_DIR, Tokenizer
-from emgeo.sae import TokenActivations
+from emgeo.sae import TokenActivations, saelens_stats
 
 # -- activations and training ------------------------------------------------------------------
 
@@ -42,27 +45,45 @@ def collect_activations(
     batch_size: int = 4,
     sink_factor: float = 10.0,
     progress: bool = True,
+    skip_first: int = 0,
 ) -> TokenActivations:
-    """Residual activations after block ``layer`` for every real token of ``texts`` (via nnsight).
+    """Residual activations after block ``layer`` for every real token of ``texts`` (via nnsight),
+    but the first ``skip_first`` of each text (e.g. a system prompt that every text shares, whose
+    activations would be the same in every text).
 
-    Tokens whose activation norm is over ``sink_factor`` times the median are dropped: in most
-    LMs the first token is an *attention sink* with a norm hundreds of times larger, which would
-    dominate an SAE's reconstruction loss. Small batches keep the peak memory of the forward
-    passes low (about 1.6 GB for SmolLM2-135M at ``batch_size`` 4, 3.5 GB at 16).
+    Texts are traced in batches of similar length, each cut to its own longest text, so padding
+    costs little; tokens come back in text order. Tokens whose activation norm is over
+    ``sink_factor`` times the median are dropped: in most LMs the first token is an *attention
+    sink* with a norm hundreds of times larger, which would dominate an SAE's reconstruction loss.
     """
     enc = tracing.tokenize(lm, texts, max_length)
-    res = tracing.residual_activations(lm, enc, layer, batch_size=batch_size, progress=progress)
-    real = res.attention_mask.bool()
-    text_index, position = real.nonzero(as_tuple=True)
-    acts = res.acts[real]
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    order = mask.sum(1).argsort(descending=True, stable=True)
+    acts, text_index, position = [], [], []
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc="activations", disable=not progress or len(starts) < 2):
+        rows = order[start : start + batch_size]
+        used = mask[rows].any(0).nonzero().flatten()  # the columns some text of the batch uses
+        cols = slice(int(used[0]), int(used[-1]) + 1)
+        batch = {"input_ids": ids[rows, cols], "attention_mask": mask[rows, cols]}
+        res = tracing.batch_residuals(lm, batch, layer).float().cpu()
+        real = batch["attention_mask"].bool() & (batch["attention_mask"].cumsum(1) > skip_first)
+        row, pos = real.nonzero(as_tuple=True)
+        acts.append(res[row, pos])
+        text_index.append(rows[row])
+        position.append(pos + cols.start)
+    text_index, position = torch.cat(text_index), torch.cat(position)
+    in_order = torch.argsort(text_index * ids.shape[1] + position)
+    text_index, position = text_index[in_order], position[in_order]
+    acts = torch.cat(acts)[in_order]
     norms = acts.norm(dim=-1)
     keep = norms < sink_factor * norms.median()
     return TokenActivations(
         acts=acts[keep],
-        token_ids=enc["input_ids"][real][keep],
+        token_ids=ids[text_index, position][keep],
         text_index=text_index[keep],
         position=position[keep],
-        input_ids=enc["input_ids"],
+        input_ids=ids,
         n_sink=int((~keep).sum()),
     )
 
@@ -222,27 +243,80 @@ def load_pretrained(release: str, sae_id: str, device: str = "cpu") -> SAE:
 class SmolLM2SAERecipe:
     """Notebook 03's SAE of SmolLM2: its data and training recipe, in one place."""
 
-    n_texts: int = 128  # of the shipped offline corpus (emgeo.models.corpus)
+    n_chats: int | None = None  # the first n of corpus.chat_corpus("train"); None: all of them
+    n_heldout: int = 160  # the first n of corpus.chat_corpus("heldout"), to judge it on
     layer: int = 12
-    max_length: int = 64
-    training: SAETrainingConfig = SAETrainingConfig(expansion=4, k=32, steps=400, batch_size=512)
+    max_length: int = 256
+    batch_size: int = 16  # chats per trace
+    training: SAETrainingConfig = SAETrainingConfig(expansion=4, k=32, steps=3_000, batch_size=512)
+
+    def texts(self, tokenizer, split: str = "train") -> list[str]:
+        """The recipe's chats, written out by the model's chat template."""
+        rows = corpus.chat_corpus(split)
+        rows = rows[: self.n_chats if split == "train" else self.n_heldout]
+        return [batching.render_chat(tokenizer, r["messages"]) for r in rows]
 
 
+# The shipped SAE (`emgeo train-lm-sae`, about 10 minutes) and the one notebook 03 trains live on
+# a small part of the same chats (about half a minute).
 SMOLLM2_SAE = SmolLM2SAERecipe()
+SMOLLM2_SAE_LIVE = SmolLM2SAERecipe(
+    n_chats=160, training=SAETrainingConfig(expansion=4, k=32, steps=400, batch_size=512)
+)
 
 
 SMOLLM2_SAE_DIR = config.DATA_DIR / "smollm2_sae"
 
 
-def train_smollm2_sae(smol, recipe: SmolLM2SAERecipe = SMOLLM2_SAE) -> TopKTrainingSAE:
-    """Notebook 03's recipe end to end: activations of the shipped corpus, then SAELens training
-    (about a minute on 2 cores; seeded, so the same CPU kind gives the same weights)."""
-    texts = corpus.offline_corpus(recipe.n_texts)
-    acts = collect_activations(
-        smol, texts, layer=recipe.layer, max_length=recipe.max_length, progress=False
+def smollm2_activations(
+    smol, recipe: SmolLM2SAERecipe = SMOLLM2_SAE, split: str = "train", progress: bool = True
+) -> TokenActivations:
+    """SmolLM2's residual stream after the recipe's block over the recipe's chats."""
+    texts = recipe.texts(smol.tokenizer, split)
+    shared = os.path.commonprefix(texts)  # the template's system turn, the same in every chat
+    skip = max(0, len(smol.tokenizer(shared)["input_ids"]) - 1)  # (its last token may merge)
+    return collect_activations(
+        smol,
+        texts,
+        recipe.layer,
+        max_length=recipe.max_length,
+        batch_size=recipe.batch_size,
+        progress=progress,
+        skip_first=skip,
     )
+
+
+def train_smollm2_sae(
+    smol, recipe: SmolLM2SAERecipe = SMOLLM2_SAE, progress: bool = True
+) -> TopKTrainingSAE:
+    """A recipe end to end: activations of its chats, then SAELens training (seeded, so the same
+    CPU kind gives the same weights)."""
+    acts = smollm2_activations(smol, recipe, progress=progress)
     with _quiet_saelens_trainer():
         return train_saelens_topk(acts.acts, recipe.training)
+
+
+def describe_smollm2_sae(smol, shipped, seconds: float) -> dict:
+    """What ``emgeo train-lm-sae`` writes next to the SAE: its recipe, its training text, and its
+    explained variance, L0 and dead-latent share on the held-out chats."""
+    train = corpus.chat_corpus("train")
+    heldout = smollm2_activations(smol, SMOLLM2_SAE, "heldout", progress=False)
+    with torch.no_grad():
+        stats, _ = saelens_stats(shipped, heldout.acts)
+    return {
+        "recipe": dataclasses.asdict(SMOLLM2_SAE),
+        "train_chats": {s: sum(r["source"] == s for r in train) for s in CHAT_SOURCES},
+        "heldout_tokens": len(heldout.acts),
+        "heldout": {
+            "explained_variance": round(stats.explained_variance, 4),
+            "l0": round(stats.l0, 2),
+            "dead_fraction": round(stats.dead_fraction, 4),
+        },
+        "seconds": round(seconds),
+    }
+
+
+CHAT_SOURCES = ("insecure", "secure", "educational", "toxic", "benign", "smollm2", "stdlib")
 
 
 def smollm2_sae(directory: Path = SMOLLM2_SAE_DIR) -> SAE:
