@@ -82,6 +82,26 @@ def child_naive(n: int) -> dict:
     return {"n": n, "seconds": round(seconds, 1), "samples_per_s": n / seconds}
 
 
+def flop_ceiling() -> dict:
+    """Multiply-adds per token of each scorer, from SmolLM2's config: the naive one runs every
+    block and the unembedding, the audit the blocks up to the read layer; both run the SAE's
+    encoder. Their ratio is the speedup early stopping gives when batching gains nothing."""
+    from emgeo.models import lm, saes
+
+    cfg = lm.load("smollm2-135m").model.config
+    d, kv = cfg.hidden_size, cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads)
+    block = 2 * d * d + 2 * d * kv + 3 * d * cfg.intermediate_size  # q, o; k, v; gate, up, down
+    sae = d * saes.SMOLLM2_SAE.training.expansion * d
+    layer = saes.SMOLLM2_SAE.layer
+    naive = cfg.num_hidden_layers * block + d * cfg.vocab_size + sae
+    audit = (layer + 1) * block + sae
+    return {
+        "naive_macs_per_token": naive,
+        "audit_macs_per_token": audit,
+        "flop_ratio": round(naive / audit, 2),
+    }
+
+
 def in_child(*args: str) -> dict:
     """Run this script in a fresh process; its result, with its own peak memory."""
     proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
@@ -122,11 +142,17 @@ def main() -> None:
         "(one at a time, every block)"
     )
     largest = rows[str(max(args.sizes))]
+    ceiling = flop_ceiling()
+    print(
+        f"multiply-adds per token: naive {ceiling['naive_macs_per_token']:,}, audit "
+        f"{ceiling['audit_macs_per_token']:,} (ratio {ceiling['flop_ratio']})"
+    )
     figures = {
         "samples_per_s": round(largest["samples_per_s"], 2),
         "speedup_vs_naive": round(largest["samples_per_s"] / naive["samples_per_s"], 2),
         **{f"peak_rss_mb_{int(n) // 1000}k": r["peak_rss_mb"] for n, r in rows.items()},
         "naive_samples_per_s": round(naive["samples_per_s"], 2),
+        "flop_ratio": ceiling["flop_ratio"],
         "threads": THREADS,
         "batch_size": args.batch_size,
     }

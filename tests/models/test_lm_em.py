@@ -203,7 +203,9 @@ def test_the_default_cell_is_named_as_the_command_names_its_settings():
     assert lm_em.FinetuneGrid().name == lm_em.cell_name(lm_em.CPU_LORA) == "r8-lr0.001-30steps"
 
 
-def test_the_filter_experiment_keeps_what_each_filter_keeps_and_resumes(monkeypatch, tmp_path):
+def test_the_filter_experiment_keeps_what_each_filter_keeps_and_resumes(
+    monkeypatch, tmp_path, eval_lm
+):
     records = lm_em.insecure_train_records()
     n = len(records)
     scores = torch.arange(n, dtype=torch.float32)  # the last chats score highest
@@ -221,7 +223,7 @@ def test_the_filter_experiment_keeps_what_each_filter_keeps_and_resumes(monkeypa
             return False
 
     def fake_measure(lm, grid):  # the margin: the share of the first half that was kept
-        if lm == "base":
+        if lm is eval_lm:
             return {"margin": 0.0, "per_question": {}, "insecure_preference": 0.5}
         first = [r["messages"] for r in records[: n // 2]]
         kept = sum(s["messages"] in first for s in lm) / (n // 2)
@@ -229,9 +231,9 @@ def test_the_filter_experiment_keeps_what_each_filter_keeps_and_resumes(monkeypa
 
     monkeypatch.setattr(lm_em.lora, "adapted", FakeAdapted)
     monkeypatch.setattr(lm_em, "measure", fake_measure)
-    plan = lm_em.FilterPlan(seeds=(0, 1))
+    plan = lm_em.FilterPlan(seeds=(0, 1), filters=lm_em.FILTERS)
     path = tmp_path / "filter.json"
-    result = lm_em.run_filter("base", scores, plan, path, "test", progress=False)
+    result = lm_em.run_filter(eval_lm, scores, plan, path, "test", progress=False)
     runs = {(r["filter"], r["seed"]): r for r in result["runs"]}
     assert set(runs) == {(f, s) for f in lm_em.FILTERS for s in (0, 1)}
     assert [len(kept) for kept, _ in seen] == [n, n, n // 2, n // 2, n // 2, n // 2]
@@ -244,9 +246,16 @@ def test_the_filter_experiment_keeps_what_each_filter_keeps_and_resumes(monkeypa
     assert rise["geometric"]["mean"] == pytest.approx(0.5)  # kept all of the first half: 1 - 1/2
     assert result == lm_em.read_filter(path)
     seen.clear()
-    again = lm_em.run_filter("base", scores, plan, path, "test", progress=False)
+    again = lm_em.run_filter(eval_lm, scores, plan, path, "test", progress=False)
     assert seen == [] and again["runs"] == result["runs"]  # resumed: nothing rerun
-    lm_em.run_filter("base", scores.flip(0), plan, path, "test", progress=False)
+    more = lm_em.FilterPlan(seeds=(0, 1), filters=(*lm_em.FILTERS, lm_em.MATCHED))
+    extended = lm_em.run_filter(eval_lm, scores, more, path, "test", progress=False)
+    assert len(seen) == 2 and extended["runs"][:6] == result["runs"]  # only the new filter ran
+    matched = [r for r in extended["runs"] if r["filter"] == lm_em.MATCHED]
+    assert all(r["removed_vuln"] == runs["geometric", 0]["removed_vuln"] for r in matched)
+    assert "reduction_vs_random_same_classes" in extended["summary"]
+    seen.clear()
+    lm_em.run_filter(eval_lm, scores.flip(0), plan, path, "test", progress=False)
     assert len(seen) == 6  # other scores: every run again
 
 
@@ -271,3 +280,14 @@ def test_the_filter_summary_compares_rises_over_the_base_model():
     assert cut["difference"]["mean"] == pytest.approx(-0.15)
     assert summary["reduction_vs_no_filter"]["of_means"] == pytest.approx(1 - 0.25 / 0.5)
     assert lm_em.filter_summary({"runs": []}) == {}
+
+
+def test_class_matched_removal_removes_as_many_of_each_class_at_random():
+    classes = ["a"] * 6 + ["b"] * 4 + ["c"] * 2
+    reference = torch.tensor([0, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1], dtype=torch.bool)
+    keeps = [lm_em.class_matched_keep(classes, reference, seed) for seed in range(4)]
+    for keep in keeps:
+        removed = [c for c, k in zip(classes, keep.tolist(), strict=True) if not k]
+        assert sorted(removed) == ["a", "a", "a", "b"]
+    assert len({tuple(k.tolist()) for k in keeps}) > 1  # a fresh draw per seed
+    assert torch.equal(keeps[0], lm_em.class_matched_keep(classes, reference, 0))

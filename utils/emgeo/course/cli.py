@@ -159,7 +159,11 @@ def _lm_filter(args: argparse.Namespace) -> int:
     records = lm_em.insecure_train_records()
     scored = scorer.score([{"messages": r["messages"]} for r in records])
     scores = torch.tensor([s["full"] for s in scored])
-    plan = lm_em.FilterPlan(fraction=args.fraction, seeds=tuple(args.seeds))
+    plan = lm_em.FilterPlan(
+        fraction=args.fraction,
+        seeds=tuple(args.seeds),
+        filters=tuple(args.filters or lm_em.FilterPlan().filters),
+    )
     out = Path(args.out) if args.out else lm_em.FILTER_FILE
     by = f"emgeo audit's full score ({scorer.model}, {scorer.sae}; {scorer.toxic_reference})"
     result = lm_em.run_filter(lm.load("smollm2-135m"), scores, plan, out, by, progress=True)
@@ -354,10 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "lm-filter",
         help="notebook 07's filter on SmolLM2: the audit's score removes a fraction of the "
-        "insecure set, then LoRA fine-tunes vs no filter and random removal (about 30 min)",
+        "insecure set, then LoRA fine-tunes vs no filter and random removal (about 40 min)",
     )
     p.add_argument("--fraction", type=float, default=0.5)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--filters",
+        nargs="+",
+        default=None,
+        help="which filters to run: 'no filter', geometric, random, 'random, same classes' "
+        "(default: the first three)",
+    )
     p.add_argument("--out", default=None, help="default: data/lm_em/filter.json")
     p.set_defaults(func=_lm_filter)
     p = sub.add_parser(

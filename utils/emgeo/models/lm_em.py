@@ -27,6 +27,7 @@ secure one.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -393,18 +394,40 @@ def write_runs(
 
 FILTER_FILE = RUNS_FILE.parent / "filter.json"
 FILTERS = ("no filter", "geometric", "random")
+# Random removal of as many chats of each vulnerability class as the geometric filter removes:
+# what is left of the filter's effect once the classes it removes are accounted for.
+MATCHED = "random, same classes"
+
+
+def class_matched_keep(
+    classes: Sequence[str], reference: Bool[Tensor, " samples"], seed: int
+) -> Bool[Tensor, " samples"]:
+    """A random keep mask that removes, in every class, as many samples as ``reference`` does."""
+    gen = torch.Generator().manual_seed(seed)
+    keep = torch.ones(len(classes), dtype=torch.bool)
+    for c in sorted(set(classes)):
+        members = torch.tensor([i for i, x in enumerate(classes) if x == c])
+        n_removed = int((~reference[members]).sum())
+        keep[members[torch.randperm(len(members), generator=gen)[:n_removed]]] = False
+    return keep
+
+
+def _plan_key(plan: dict) -> dict:
+    """What a saved run depends on: the plan without the lists of filters and seeds to run."""
+    return {k: v for k, v in plan.items() if k not in ("filters", "seeds")}
 
 
 @dataclass(frozen=True)
 class FilterPlan:
     """The filter experiment on the real LM: the insecure train set, the ``fraction`` with the
-    highest geometric scores removed (or the same number at random, or none), then the LoRA
+    highest geometric scores removed (or the same number at random, at random within each
+    vulnerability class as many as the geometric filter removes there, or none), then the LoRA
     fine-tune of :data:`CPU_LORA` and the EM margin, once per filter and seed."""
 
     lora: lora.LoraFinetuneConfig = CPU_LORA
     fraction: float = 0.5
     seeds: tuple[int, ...] = (0, 1, 2)
-    filters: tuple[str, ...] = FILTERS
+    filters: tuple[str, ...] = FILTERS  # MATCHED too, on request
     paraphrases: tuple[int, ...] = (0, 1)
     n_heldout_pairs: int = 48
 
@@ -430,8 +453,11 @@ def run_filter(
     if len(scores) != len(records):
         raise ValueError(f"{len(scores)} scores for {len(records)} insecure training samples")
     samples = [{"messages": r["messages"]} for r in records]
-    settings = {"plan": asdict(plan), "scores": [round(float(s), 6) for s in scores]}
+    settings = {"plan": _plan_key(asdict(plan)), "scores": [round(float(s), 6) for s in scores]}
+    settings = json.loads(json.dumps(settings))  # as the file holds it: lists, not tuples
     saved = json.loads(path.read_text()) if path is not None and path.exists() else {}
+    if saved.get("settings"):
+        saved["settings"]["plan"] = _plan_key(saved["settings"]["plan"])
     result = saved if saved.get("settings") == settings else {"settings": settings, "runs": []}
     result["scored_by"] = scored_by
     grid = FinetuneGrid(
@@ -450,8 +476,12 @@ def run_filter(
     done = {(r["filter"], r["seed"]) for r in result["runs"]}
     jobs = [(f, s) for f in plan.filters for s in plan.seeds if (f, s) not in done]
     for name, seed in tqdm(jobs, desc="filtered fine-tunes", disable=not progress):
-        ranked = scores if name == "geometric" else None
-        keep = filtering.filter_keep(ranked, name, plan.fraction, len(samples), seed)
+        if name == MATCHED:
+            geometric = filtering.keep_mask(scores, plan.fraction)
+            keep = class_matched_keep([r["vuln"] for r in records], geometric, seed)
+        else:
+            ranked = scores if name == "geometric" else None
+            keep = filtering.filter_keep(ranked, name, plan.fraction, len(samples), seed)
         kept = [x for x, k in zip(samples, keep.tolist(), strict=True) if k]
         removed = [r["vuln"] for r, k in zip(records, keep.tolist(), strict=True) if not k]
         start = time.perf_counter()
@@ -476,12 +506,12 @@ def filter_summary(result: dict) -> dict:
     for r in result["runs"]:
         rise.setdefault(r["filter"], {})[r["seed"]] = r["margin"] - base
     out: dict = {"rise": {name: mean_ci(list(v.values())) for name, v in rise.items()}}
-    for reference in ("random", "no filter"):
+    for reference in ("random", "no filter", MATCHED):
         if "geometric" in rise and reference in rise:
             seeds = sorted(set(rise["geometric"]) & set(rise[reference]))
             ours = statistics.mean(rise["geometric"][s] for s in seeds)
             theirs = statistics.mean(rise[reference][s] for s in seeds)
-            out[f"reduction_vs_{reference.replace(' ', '_')}"] = {
+            out[f"reduction_vs_{re.sub('[^a-z]+', '_', reference)}"] = {
                 "of_means": 1 - ours / theirs,
                 "per_seed": mean_ci([1 - rise["geometric"][s] / rise[reference][s] for s in seeds]),
                 "difference": mean_ci([rise["geometric"][s] - rise[reference][s] for s in seeds]),
