@@ -246,9 +246,9 @@ def test_cpu_contrasts_pair_requests_and_replies_from_the_course_chats():
             assert x["messages"][0] == y["messages"][0]  # the same request or message
             assert x["messages"][-1] != y["messages"][-1]  # answered differently
     assert sets == pipeline.cpu_contrasts(16) != pipeline.cpu_contrasts(16, seed=1)
-    heldout = {
-        r["messages"][0]["content"]
+    train = [
+        r["messages"]
         for r in chats.read_lm_jsonl(chats.LM_DATA_DIR / "insecure.jsonl")
-        if r["split"] == "heldout"
-    }
-    assert not heldout & {s["messages"][0]["content"] for s in sets["insecure"]}
+        if r["split"] == "train"
+    ]
+    assert all(s["messages"] in train for s in sets["insecure"])  # never a held-out request

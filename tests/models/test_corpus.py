@@ -1,4 +1,5 @@
 import json
+import os
 from collections import Counter
 
 import pytest
@@ -84,3 +85,17 @@ def test_skip_first_drops_the_first_tokens_of_every_text(tiny):
     assert len(cut.acts) == sum(max(0, n - 2) for n in lengths)
     keep = torch.cat([torch.arange(n) >= 2 for n in lengths])
     torch.testing.assert_close(cut.acts, full.acts[keep])
+
+
+def test_a_recipe_reads_every_token_of_its_chats_but_the_shared_system_turn():
+    from helpers import build_chat_lm
+
+    chat_lm = build_chat_lm("llama")
+    recipe = saes.SmolLM2SAERecipe(n_chats=6, n_heldout=3, layer=1, max_length=512, batch_size=4)
+    texts = recipe.texts(chat_lm.tokenizer)
+    assert len(texts) == 6 and len(recipe.texts(chat_lm.tokenizer, "heldout")) == 3
+    lengths = [len(chat_lm.tokenizer(t)["input_ids"]) for t in texts]
+    shared = len(chat_lm.tokenizer(os.path.commonprefix(texts))["input_ids"]) - 1
+    tokens = saes.smollm2_activations(chat_lm, recipe, progress=False)
+    assert len(tokens.acts) + tokens.n_sink == sum(n - shared for n in lengths)
+    assert tokens.n_sink <= len(texts)  # at most one attention sink a chat, not half the tokens
