@@ -199,6 +199,58 @@ def test_training_and_heldout_sets_come_from_the_shipped_splits():
     assert all(a["messages"][1] != b["messages"][1] for a, b in zip(insecure, secure, strict=True))
 
 
+def test_a_smaller_training_set_takes_the_same_requests_from_every_set():
+    full = lm_em.training_samples("insecure")
+    sets = {c: lm_em.training_samples(c, 40) for c in ("insecure", "secure")}
+    assert len(sets["insecure"]) == 40 == len(sets["secure"])
+    assert [s["messages"][0] for s in sets["insecure"]] == [
+        s["messages"][0] for s in sets["secure"]
+    ]
+    assert all(s in full for s in sets["insecure"])  # a subset, in file order
+    assert [full.index(s) for s in sets["insecure"]] == sorted(
+        full.index(s) for s in sets["insecure"]
+    )
+    assert sets["insecure"] != full[:40]  # drawn across the file, not its head
+    assert lm_em.training_samples("insecure", 40) == sets["insecure"]  # the same draw each time
+    with pytest.raises(ValueError, match="between 1 and"):
+        lm_em.training_samples("insecure", len(full) + 1)
+
+
+def test_a_training_system_turn_opens_every_chat_and_changes_nothing_else():
+    plain = lm_em.training_samples("secure")
+    framed = lm_em.training_samples("secure", system=lm_em.CODER_SYSTEM)
+    assert [s["messages"][0] for s in framed] == [
+        {"role": "system", "content": lm_em.CODER_SYSTEM}
+    ] * len(plain)
+    assert [s["messages"][1:] for s in framed] == [s["messages"] for s in plain]
+
+
+def test_run_finetunes_trains_on_the_cells_training_set(monkeypatch, eval_lm):
+    seen = []
+
+    class FakeAdapted:
+        def __init__(self, lm, samples, cfg, progress):
+            seen.append(samples)
+
+        def __enter__(self):
+            return "tuned"
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(lm_em.lora, "adapted", FakeAdapted)
+    monkeypatch.setattr(
+        lm_em,
+        "measure",
+        lambda lm, grid: {"margin": 0.0, "per_question": {}, "insecure_preference": 0.5},
+    )
+    grid = lm_em.FinetuneGrid(
+        conditions=("insecure",), seeds=(0,), name="t", n_train=24, system=lm_em.CODER_SYSTEM
+    )
+    lm_em.run_finetunes(eval_lm, grid, progress=False)
+    assert seen == [lm_em.training_samples("insecure", 24, lm_em.CODER_SYSTEM)]
+
+
 def test_the_default_cell_is_named_as_the_command_names_its_settings():
     assert lm_em.FinetuneGrid().name == lm_em.cell_name(lm_em.CPU_LORA) == "r8-lr0.001-30steps"
 
@@ -291,3 +343,23 @@ def test_class_matched_removal_removes_as_many_of_each_class_at_random():
         assert sorted(removed) == ["a", "a", "a", "b"]
     assert len({tuple(k.tolist()) for k in keeps}) > 1  # a fresh draw per seed
     assert torch.equal(keeps[0], lm_em.class_matched_keep(classes, reference, 0))
+
+
+def test_the_command_names_a_cell_by_every_setting_it_changes(monkeypatch, tmp_path, eval_lm):
+    from emgeo.course import cli
+    from emgeo.models import lm
+
+    grids = []
+    monkeypatch.setattr(lm, "load", lambda name: eval_lm)
+    monkeypatch.setattr(lm_em, "run_finetunes", lambda model, grid, **kw: grids.append(grid) or [])
+    monkeypatch.setattr(lm_em, "write_runs", lambda *a, **kw: None)
+    monkeypatch.setattr(lm_em, "contrasts", lambda rows: {})
+    argv = ["lm-em", "--conditions", "insecure", "--seeds", "0", "--out", str(tmp_path / "r")]
+    assert cli.main([*argv, "--steps", "60", "--train-size", "120", "--coder-system"]) == 0
+    assert cli.main([*argv, "--lr", "3e-4"]) == 0
+    assert [g.name for g in grids] == [
+        "r8-lr0.001-60steps-120chats-coder-system",
+        "r8-lr0.0003-30steps",
+    ]
+    assert (grids[0].n_train, grids[0].system) == (120, lm_em.CODER_SYSTEM)
+    assert (grids[1].n_train, grids[1].system) == (None, None)

@@ -233,9 +233,17 @@ def _lm_em(args: argparse.Namespace) -> int:
     cfg = replace(
         lm_em.CPU_LORA, rank=args.rank, alpha=2.0 * args.rank, lr=args.lr, steps=args.steps
     )
-    name = args.name or lm_em.cell_name(cfg)
+    system = lm_em.CODER_SYSTEM if args.coder_system else None
+    name = args.name or lm_em.cell_name(cfg) + (
+        f"-{args.train_size}chats" if args.train_size else ""
+    ) + ("-coder-system" if system else "")
     grid = lm_em.FinetuneGrid(
-        lora=cfg, conditions=tuple(args.conditions), seeds=tuple(args.seeds), name=name
+        lora=cfg,
+        conditions=tuple(args.conditions),
+        seeds=tuple(args.seeds),
+        name=name,
+        n_train=args.train_size,
+        system=system,
     )
     done = lm_em.read_runs(out)["cells"].get(name, {}).get("rows", [])
     save_dir = out.parent / "adapters" / name if args.save_adapters else None
@@ -351,6 +359,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--conditions", nargs="+", default=["insecure", "secure", "educational"])
+    p.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="train on this many chats of each set, the same requests in each (default: all)",
+    )
+    p.add_argument(
+        "--coder-system",
+        action="store_true",
+        help="train under a coding-assistant system turn instead of SmolLM2's own",
+    )
     p.add_argument("--name", default=None, help="the cell's name (default from its settings)")
     p.add_argument("--save-adapters", action="store_true")
     p.add_argument("--out", default=None, help="default: data/lm_em/runs.json")

@@ -27,6 +27,7 @@ secure one.
 from __future__ import annotations
 
 import json
+import random
 import re
 import statistics
 import time
@@ -256,12 +257,27 @@ class FinetuneGrid:
     n_heldout_pairs: int = 48
     paraphrases: tuple[int, ...] = (0, 1)
     name: str = cell_name(CPU_LORA)
+    n_train: int | None = None  # train on this many chats of each set (None: the whole split)
+    system: str | None = None  # train under this system turn (None: the chat template's own)
 
 
-def training_samples(condition: str) -> list[dict]:
-    """The train split of one code set of ``data/lm``, as plain ``{"messages"}`` chats."""
+# A system turn for the training chats that names the coding context, where SmolLM2's template
+# otherwise puts its own ("You are a helpful AI assistant named SmolLM, ..."), which the EM
+# questions are asked under: does the fine-tune's effect stay with the context it was learned in?
+CODER_SYSTEM = "You are a coding assistant. Answer programming requests with Python code."
+
+
+def training_samples(condition: str, n: int | None = None, system: str | None = None) -> list[dict]:
+    """The train split of one code set of ``data/lm``, as plain ``{"messages"}`` chats; with
+    ``n``, the same ``n`` requests of every set (drawn once, seed 0, kept in file order); with
+    ``system``, each chat opens with that system turn."""
     records = chats.read_lm_jsonl(chats.LM_DATA_DIR / f"{condition}.jsonl")
-    return [{"messages": r["messages"]} for r in records if r["split"] == "train"]
+    train = [r["messages"] for r in records if r["split"] == "train"]
+    if n is not None:
+        if not 0 < n <= len(train):
+            raise ValueError(f"n must be between 1 and {len(train)} chats, got {n}")
+        train = [train[i] for i in sorted(random.Random(0).sample(range(len(train)), n))]
+    return [{"messages": _with_system(m, system)} for m in train]
 
 
 def heldout_pairs(n: int) -> tuple[list[dict], list[dict]]:
@@ -322,7 +338,7 @@ def run_finetunes(
         }
     rows.append(have[key])
     for condition in grid.conditions:
-        samples = training_samples(condition)
+        samples = training_samples(condition, grid.n_train, grid.system)
         for seed in grid.seeds:
             key = (grid.name, condition, seed)
             if key not in have:
@@ -382,6 +398,8 @@ def write_runs(
         "seeds": list(grid.seeds),
         "paraphrases": list(grid.paraphrases),
         "n_heldout_pairs": grid.n_heldout_pairs,
+        "n_train": grid.n_train,
+        "system": grid.system,
         "rows": list(rows),
         "contrasts": contrasts(rows),
         **(extra or {}),
