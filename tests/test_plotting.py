@@ -207,3 +207,25 @@ def test_audit_scores_draws_one_panel_per_score_with_every_sample():
     ticks = [t.get_text() for t in axes[0].get_xticklabels()]
     assert ticks == ["educational", "insecure", "secure"]
     assert sum(len(c.get_offsets()) for c in axes[1].collections) == 3
+
+
+def test_exploration_intervals_draw_each_recipes_interval_and_skip_what_it_did_not_run():
+    ci = lambda m, lo, hi: {"mean": m, "ci_low": lo, "ci_high": hi, "n": 2}  # noqa: E731
+    cells = {
+        "a": {"x": ci(0.1, 0.0, 0.2), "y": ci(-0.1, -0.3, 0.05)},
+        "b": {"x": ci(0.3, 0.25, 0.35)},
+    }
+    axes = plotting.exploration_intervals(cells, ("x", "y"), titles={"x": "X"})
+    spans = [
+        [tuple(line.get_xdata()) for line in ax.lines if line.get_gid() == "interval"]
+        for ax in axes
+    ]
+    assert spans[0] == [(0.0, 0.2), (0.25, 0.35)] and spans[1] == [(-0.3, 0.05)]
+    dots = [
+        (line.get_xdata()[0], line.get_ydata()[0])
+        for line in axes[0].lines
+        if line.get_marker() == "o"
+    ]
+    assert dots == [(0.1, 0), (0.3, 1)]
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["a", "b"]
+    assert axes[0].get_title() == "X" and axes[1].get_title() == "y"

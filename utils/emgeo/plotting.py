@@ -483,6 +483,46 @@ def filter_results(table, base_rate: float | None = None, baseline: str = "no fi
     return axes
 
 
+def exploration_intervals(
+    cells: dict, keys: tuple[str, ...], titles: dict | None = None, axes=None
+):
+    """One panel per contrast in ``keys``: for every recipe (``cells``: name -> its contrasts,
+    each ``{"mean", "ci_low", "ci_high", "n"}``) a dot at the mean and a line across its 95%
+    interval, zero marked; a recipe that did not run a contrast has no mark in its panel."""
+    names = list(cells)
+    if axes is None:
+        _, axes = plt.subplots(
+            1,
+            len(keys),
+            figsize=(4.2 * len(keys), 0.5 * len(names) + 1.6),
+            sharey=True,
+            layout="constrained",
+            squeeze=False,
+        )
+        axes = axes[0]
+    for ax, key in zip(axes, keys, strict=True):
+        for y, name in enumerate(names):
+            ci = cells[name].get(key)
+            if ci is None:
+                continue
+            ax.plot([ci["ci_low"], ci["ci_high"]], [y, y], color="C0", lw=2, gid="interval")
+            ax.plot([ci["mean"]], [y], "o", color="C0")
+            ax.annotate(
+                f"n={ci['n']}",
+                (ci["ci_high"], y),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="x-small",
+            )
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_title((titles or {}).get(key, key))
+        ax.set_yticks(range(len(names)), names)
+        ax.set_ylim(len(names) - 0.5, -0.5)  # first recipe on top
+        ax.set_xlabel("change of the EM margin (95% CI over seeds)")
+    return axes
+
+
 def plot_removal_sweep(table, base_rate: float | None = None, ax=None):
     """Off-domain misaligned rate against the removed fraction, one line per filter (mean and
     95% t-interval over seeds), with the base model's rate (no fine-tune) as a line."""

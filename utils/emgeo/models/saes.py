@@ -257,7 +257,7 @@ class SmolLM2SAERecipe:
         return [batching.render_chat(tokenizer, r["messages"]) for r in rows]
 
 
-# The shipped SAE (`emgeo train-lm-sae`, about 10 minutes) and the one notebook 03 trains live on
+# The shipped SAE (`emgeo train-lm-sae`, about 8 minutes on 2 cores) and the one notebook 03 trains live on
 # a small part of the same chats (about half a minute).
 SMOLLM2_SAE = SmolLM2SAERecipe()
 SMOLLM2_SAE_LIVE = SmolLM2SAERecipe(
