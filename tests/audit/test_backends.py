@@ -51,14 +51,26 @@ def test_the_gpu_and_remote_backends_audit_on_standins(profile, tmp_path, monkey
     assert float(first["full"]) == pytest.approx(single["full"], rel=1e-3, abs=1e-4)
 
 
-def test_the_cpu_backend_scores_chats_with_smollm2_and_the_course_sae(tmp_path):
+def test_the_cpu_backend_scores_chats_with_smollm2_and_the_course_sae(tmp_path, monkeypatch):
+    from emgeo.models import pipeline
+
     scorer = scorers.lm_scorer("cpu", n_reference=8, batch_size=4, max_length=96, progress=False)
     assert scorer.model == "smollm2-135m" and "SmolLM2 SAE" in scorer.sae
     assert scorer.neuronpedia_id is None  # Neuronpedia does not host the course's own SAE
+    assert scorer.max_length == 256  # what the cpu backend cuts at, so the cache key says so
+    traced = []
+    trace = pipeline.tracing.iter_chat_residuals
+
+    def spy(lm, samples, layer, remote, batch_size, max_length):
+        traced.append((len(samples), batch_size, max_length))
+        return trace(lm, samples, layer, remote, batch_size, max_length)
+
+    monkeypatch.setattr(pipeline.tracing, "iter_chat_residuals", spy)
     result = audit(
         _write(tmp_path / "d.jsonl", _chats(6)), tmp_path / "out", scorer=scorer, progress=False
     )
     assert result.n_samples == 6 and result.n_removed == 3
+    assert traced == [(4, 4, 256), (2, 4, 256)]  # the audit's batches are the traces' batches
 
 
 def test_the_organism_backend_ranks_insecure_code_above_secure_code(tmp_path):

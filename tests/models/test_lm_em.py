@@ -334,6 +334,24 @@ def test_the_filter_summary_compares_rises_over_the_base_model():
     assert lm_em.filter_summary({"runs": []}) == {}
 
 
+def test_removed_by_class_averages_over_seeds_counting_absent_classes_as_zero():
+    result = {
+        "runs": [
+            {"filter": "geometric", "seed": 0, "removed_vuln": {"eval": 4, "sql": 1}},
+            {"filter": "geometric", "seed": 1, "removed_vuln": {"eval": 2}},
+            {"filter": "random", "seed": 0, "removed_vuln": {"sql": 3, "xss": 1}},
+            {"filter": "no filter", "seed": 0, "removed_vuln": {}},
+        ]
+    }
+    out = lm_em.removed_by_class(result)
+    assert out == {
+        "geometric": {"eval": 3, "sql": 0.5, "xss": 0},
+        "random": {"eval": 0, "sql": 3, "xss": 1},
+    }
+    assert list(out["random"]) == ["eval", "sql", "xss"]  # the first filter's order
+    assert lm_em.removed_by_class({"runs": []}) == {}
+
+
 def test_class_matched_removal_removes_as_many_of_each_class_at_random():
     classes = ["a"] * 6 + ["b"] * 4 + ["c"] * 2
     reference = torch.tensor([0, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1], dtype=torch.bool)

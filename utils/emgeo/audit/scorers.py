@@ -152,7 +152,7 @@ def lm_scorer(
         proximities=proximities(backend.sae.W_dec, toxic),
         latents=backend.sample_latents,
         batch_size=batch_size,
-        max_length=max_length,
+        max_length=backend.max_length,
         neuronpedia_id=getattr(metadata, "neuronpedia_id", None),
     )
 

@@ -537,6 +537,24 @@ def filter_summary(result: dict) -> dict:
     return out
 
 
+def removed_by_class(result: dict, filters: Sequence[str] = ("geometric", "random")) -> dict:
+    """Per filter, the chats it removed of each vulnerability class, mean over its seeds (a class
+    a seed removed none of counts as 0); classes ordered by the first filter's removals, most
+    first."""
+    runs = {f: [r["removed_vuln"] for r in result["runs"] if r["filter"] == f] for f in filters}
+    classes = sorted({v for rows in runs.values() for row in rows for v in row})
+    out = {
+        f: {v: statistics.mean(row.get(v, 0) for row in rows) for v in classes}
+        for f, rows in runs.items()
+        if rows
+    }
+    if out:
+        first = next(iter(out.values()))
+        order = sorted(classes, key=lambda v: (-first[v], v))
+        out = {f: {v: means[v] for v in order} for f, means in out.items()}
+    return out
+
+
 def read_filter(path: Path = FILTER_FILE) -> dict:
     """What ``emgeo lm-filter`` recorded (see :func:`run_filter`)."""
     if not path.exists():

@@ -165,15 +165,23 @@ def lm_backend(
     - ``remote``: Llama-3.1-8B on NDIF (checked first by :func:`emgeo.models.ndif.preflight`) with
       Llama Scope applied here, on the CPU, to the activations that come back.
 
-    ``max_length`` bounds the tokens per chat of the gpu and remote profiles' public chats.
+    ``max_length`` bounds the tokens per chat of the gpu and remote profiles' public chats (the
+    cpu profile's are cut at 256); ``batch_size`` chats go through the model per trace.
     Under stand-ins (``EMGEO_STANDINS=tiny``) gpu and remote run their code on tiny models.
     """
     require_profile(profile)
     if profile == "cpu":
         smol = lm_module.load("smollm2-135m")
         layer = saes.SMOLLM2_SAE.layer
-        return Backend(
-            "smollm2-135m", smol, saes.smollm2_sae(), layer, cpu_contrasts(n), False, 256
+        return Backend(  # the course's chats fit 256 tokens
+            "smollm2-135m",
+            smol,
+            saes.smollm2_sae(),
+            layer,
+            cpu_contrasts(n),
+            False,
+            256,
+            batch_size,
         )
     family = saes.PRETRAINED[profile]
     if profile == "remote":

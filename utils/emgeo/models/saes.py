@@ -257,8 +257,8 @@ class SmolLM2SAERecipe:
         return [batching.render_chat(tokenizer, r["messages"]) for r in rows]
 
 
-# The shipped SAE (`emgeo train-lm-sae`, about 8 minutes on 2 cores) and the one notebook 03 trains live on
-# a small part of the same chats (about half a minute).
+# The shipped SAE (`emgeo train-lm-sae`, about 8 minutes on 2 cores) and the one notebook 03
+# trains live on a small part of the same chats (about half a minute).
 SMOLLM2_SAE = SmolLM2SAERecipe()
 SMOLLM2_SAE_LIVE = SmolLM2SAERecipe(
     n_chats=160, training=SAETrainingConfig(expansion=4, k=32, steps=400, batch_size=512)
