@@ -55,3 +55,11 @@ def test_rank_correlation_rejects_short_or_unequal_input():
         stats.rank_correlation([1.0, 2.0], [1.0, 2.0])
     with pytest.raises(ValueError):
         stats.rank_correlation([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+def test_sign_test_counts_positive_differences_and_drops_zeros():
+    out = stats.sign_test([0.1, 0.2, -0.1, 0.0, 0.3])
+    assert (out["n_positive"], out["n"]) == (3, 4)
+    assert out["p_value"] == pytest.approx(0.625)  # P(k >= 3 or k <= 1 | n = 4) = 10/16
+    assert stats.sign_test([1.0] * 10)["p_value"] == pytest.approx(2 / 2**10)
+    assert stats.sign_test([])["p_value"] == 1.0

@@ -147,6 +147,25 @@ def test_contrasts_pair_runs_by_seed():
     assert out["insecure_insecure_preference"]["mean"] == pytest.approx(0.9)
 
 
+def test_paired_differences_pair_conditions_by_cell_and_seed():
+    rows = lambda *runs: [{"condition": c, "seed": s, "margin": m} for c, s, m in runs]  # noqa: E731
+    cells = {
+        "a": {
+            "rows": rows(
+                ("base", None, 0.0),
+                ("insecure", 0, 0.3),
+                ("insecure", 1, 0.2),
+                ("secure", 1, 0.5),
+                ("secure", 0, 0.1),
+            )
+        },
+        "b": {"rows": rows(("base", None, 0.0), ("insecure", 0, 0.4))},  # no secure run: no pair
+    }
+    out = lm_em.paired_differences(cells)
+    assert [(d["cell"], d["seed"]) for d in out] == [("a", 0), ("a", 1)]
+    assert [d["difference"] for d in out] == pytest.approx([0.2, -0.3])
+
+
 def test_run_finetunes_measures_base_and_every_run_and_resumes(monkeypatch, tmp_path, eval_lm):
     calls = []
 

@@ -42,6 +42,15 @@ def t_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float
     return ci["ci_low"], ci["ci_high"]
 
 
+def sign_test(differences: Sequence[float]) -> dict[str, int | float]:
+    """How many ``differences`` are positive, of the non-zero ones, and the exact two-sided
+    binomial p-value of that count when each sign is a fair coin (zeros are dropped)."""
+    signs = [d > 0 for d in differences if d != 0]
+    n, k = len(signs), sum(signs)
+    p = _stats.binomtest(k, n, 0.5).pvalue if n else 1.0
+    return {"n_positive": k, "n": n, "p_value": float(p)}
+
+
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     """Area under the ROC curve: the chance a random positive scores above a random negative
     (ties count one half), by the Mann-Whitney rank formula."""

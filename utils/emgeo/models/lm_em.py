@@ -379,6 +379,21 @@ def contrasts(rows: Sequence[dict]) -> dict[str, dict]:
     return out
 
 
+def paired_differences(cells: dict, a: str = "insecure", b: str = "secure") -> list[dict]:
+    """Every seed of every cell (``runs.json``'s ``cells``) that ran both conditions: the
+    margin after ``a`` minus the margin after ``b``, same recipe and seed."""
+    out = []
+    for name, cell in cells.items():
+        margins: dict[str, dict[int, float]] = {}
+        for r in cell["rows"]:
+            margins.setdefault(r["condition"], {})[r["seed"]] = r["margin"]
+        for seed in sorted(set(margins.get(a, {})) & set(margins.get(b, {}))):
+            out.append(
+                {"cell": name, "seed": seed, "difference": margins[a][seed] - margins[b][seed]}
+            )
+    return out
+
+
 RUNS_FILE = chats.LM_DATA_DIR.parent / "lm_em" / "runs.json"
 
 
