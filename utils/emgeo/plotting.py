@@ -519,7 +519,7 @@ def exploration_intervals(
         ax.set_title((titles or {}).get(key, key))
         ax.set_yticks(range(len(names)), names)
         ax.set_ylim(len(names) - 0.5, -0.5)  # first recipe on top
-        ax.set_xlabel("change of the EM margin (95% CI over seeds)")
+    axes[0].figure.supxlabel("change of the EM margin (mean and 95% t-interval over seeds)")
     return axes
 
 
