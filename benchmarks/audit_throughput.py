@@ -130,7 +130,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--naive", type=int, default=64, help="samples the naive scorer runs")
-    parser.add_argument("--batch-size", type=int, default=32, help="chats per trace (audit)")
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="chats per trace (audit; the command's default)"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
