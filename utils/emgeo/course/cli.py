@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "lm-em",
         help="EM in SmolLM2 on CPU: validate the judge-free margin, or LoRA-fine-tune on the "
-        "course's code sets and measure it (about 2.5 min a run)",
+        "course's code sets and measure it (4 to 6 min a run)",
     )
     p.add_argument(
         "--validate", action="store_true", help="check the metric against a persona prompt"

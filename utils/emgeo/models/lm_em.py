@@ -227,7 +227,7 @@ def validate(lm: LoadedLM, n_per_question: int = 8, progress: bool = False) -> d
 
 
 # A LoRA recipe that fits a CPU: rank 8 on every projection of every block, lr 1e-3, 30 steps
-# of 8 chats (about 2.5 minutes a run on 2 cores for SmolLM2-135M).
+# of 8 chats (4 to 6 minutes a run on 2 cores for SmolLM2-135M, measuring included).
 CPU_LORA = lora.LoraFinetuneConfig(
     rank=8,
     alpha=16.0,
