@@ -166,12 +166,13 @@ def test_paired_differences_pair_conditions_by_cell_and_seed():
     assert [d["difference"] for d in out] == pytest.approx([0.2, -0.3])
 
 
-def test_run_finetunes_measures_base_and_every_run_and_resumes(monkeypatch, tmp_path, eval_lm):
-    calls = []
+def _fake_adapted(on_train):
+    """A stand-in for ``lora.adapted`` that trains nothing: it calls ``on_train(samples, cfg)``
+    and yields the string ``"tuned"`` as the tuned model."""
 
     class FakeAdapted:
         def __init__(self, lm, samples, cfg, progress):
-            calls.append((len(samples), cfg.seed))
+            on_train(samples, cfg)
 
         def __enter__(self):
             return "tuned"
@@ -179,7 +180,14 @@ def test_run_finetunes_measures_base_and_every_run_and_resumes(monkeypatch, tmp_
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(lm_em.lora, "adapted", FakeAdapted)
+    return FakeAdapted
+
+
+def test_run_finetunes_measures_base_and_every_run_and_resumes(monkeypatch, tmp_path, eval_lm):
+    calls = []
+    monkeypatch.setattr(
+        lm_em.lora, "adapted", _fake_adapted(lambda s, cfg: calls.append((len(s), cfg.seed)))
+    )
     monkeypatch.setattr(
         lm_em,
         "measure",
@@ -246,18 +254,7 @@ def test_a_training_system_turn_opens_every_chat_and_changes_nothing_else():
 
 def test_run_finetunes_trains_on_the_cells_training_set(monkeypatch, eval_lm):
     seen = []
-
-    class FakeAdapted:
-        def __init__(self, lm, samples, cfg, progress):
-            seen.append(samples)
-
-        def __enter__(self):
-            return "tuned"
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(lm_em.lora, "adapted", FakeAdapted)
+    monkeypatch.setattr(lm_em.lora, "adapted", _fake_adapted(lambda s, cfg: seen.append(s)))
     monkeypatch.setattr(
         lm_em,
         "measure",
