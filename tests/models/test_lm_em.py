@@ -1,6 +1,7 @@
 """The judge-free EM margin and the LoRA fine-tune runs, on tiny random models of the real
 architectures (the same code scores SmolLM2-135M-Instruct in the cpu profile)."""
 
+import json
 import re
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from helpers import build_chat_lm, build_chat_tokenizer
 
 from emgeo import chats
-from emgeo.models import lm_em
+from emgeo.models import lm_em, lora
 
 
 def _words(records) -> list[str]:
@@ -46,10 +47,13 @@ def _reference_logprob(lm, sample) -> float:
 @pytest.mark.parametrize("architecture", ["llama", "gemma2"])
 def test_answer_logprobs_match_a_plain_forward_pass_whatever_the_batch(architecture, records):
     lm = build_chat_lm(architecture, build_chat_tokenizer(words=_words(records)))
-    samples, _ = lm_em.margin_samples(records[:1])
-    samples = samples[:5]
+    samples, _ = lm_em.margin_samples(records[:2])  # two prompts, their answers interleaved
+    samples = [s for pair in zip(samples[:4], samples[-4:], strict=True) for s in pair]
+    samples.append({"messages": [{"role": "user", "content": "x"}, *samples[0]["messages"][-1:]]})
     expected = torch.tensor([_reference_logprob(lm, s) for s in samples])
-    for batch_size in (1, 3, 16):  # padding must not change a sample's score
+    # answers continue from their prompt's cache, a few at a time: neither the grouping nor the
+    # padding may change a sample's score, nor its place in the output
+    for batch_size in (1, 3, 16):
         got = lm_em.answer_logprobs(lm, samples, batch_size=batch_size)
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
@@ -397,3 +401,67 @@ def test_the_command_names_a_cell_by_every_setting_it_changes(monkeypatch, tmp_p
     ]
     assert (grids[0].n_train, grids[0].system) == (120, lm_em.CODER_SYSTEM)
     assert (grids[1].n_train, grids[1].system) == (None, None)
+
+
+def test_the_command_saves_adapters_where_shipped_adapter_looks(monkeypatch, tmp_path, eval_lm):
+    from emgeo.course import cli
+    from emgeo.models import lm
+
+    dirs = []
+    monkeypatch.setattr(lm, "load", lambda name: eval_lm)
+    monkeypatch.setattr(
+        lm_em, "run_finetunes", lambda model, grid, save_dir=None, **kw: dirs.append(save_dir) or []
+    )
+    monkeypatch.setattr(lm_em, "write_runs", lambda *a, **kw: None)
+    monkeypatch.setattr(lm_em, "contrasts", lambda rows: {})
+    out = tmp_path / "runs.json"
+    argv = ["lm-em", "--conditions", "insecure", "--seeds", "0", "--out", str(out)]
+    assert cli.main([*argv, "--save-adapters"]) == 0 and cli.main(argv) == 0
+    assert dirs == [tmp_path / "adapters" / lm_em.FinetuneGrid().name, None]
+    assert lm_em.ADAPTERS_DIR == lm_em.RUNS_FILE.parent / "adapters"
+
+
+def test_the_shipped_adapter_is_the_main_recipes():
+    config = json.loads(
+        (
+            lm_em.ADAPTERS_DIR
+            / lm_em.FinetuneGrid().name
+            / "insecure-seed0"
+            / "adapter_config.json"
+        ).read_text()
+    )
+    cfg = lm_em.CPU_LORA
+    assert (config["r"], config["lora_alpha"], config["use_rslora"]) == (
+        cfg.rank,
+        cfg.alpha,
+        cfg.use_rslora,
+    )
+    assert sorted(config["target_modules"]) == sorted(lora.PROJECTIONS)
+
+
+def test_a_missing_shipped_adapter_names_what_is_shipped(monkeypatch, tmp_path, eval_lm):
+    (tmp_path / "r8-lr0.001-30steps" / "insecure-seed0").mkdir(parents=True)
+    monkeypatch.setattr(lm_em, "ADAPTERS_DIR", tmp_path)
+    with pytest.raises(
+        FileNotFoundError, match=r"\(shipped: r8-lr0.001-30steps/insecure-seed0\); "
+    ):
+        with lm_em.shipped_adapter(eval_lm, "secure-seed0"):
+            pass
+
+
+def test_a_saved_adapter_names_its_base_by_hub_id_and_loads_back(tmp_path):
+    from helpers import SAMPLES, quick_cfg
+
+    tiny = build_chat_lm("llama")
+    with lora.adapted(tiny, SAMPLES, quick_cfg(steps=3, lr=3e-3), progress=False) as tuned:
+        trained = lora.answer_loss(tuned, SAMPLES)
+        lm_em.save_adapter(tuned, tmp_path / "insecure-seed0")
+    saved = tmp_path / "insecure-seed0"
+    config = json.loads((saved / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == tiny.spec.hf_id
+    assert sorted(p.name for p in saved.iterdir()) == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    with lora.loaded(tiny, saved) as again:
+        assert lora.answer_loss(again, SAMPLES) == pytest.approx(trained, rel=1e-5)

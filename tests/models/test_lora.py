@@ -225,3 +225,27 @@ def test_generated_answers_can_follow_a_system_turn(tiny_chat_lm, monkeypatch):
     assert len(seen) == 2 and all(
         p.startswith("<s><system> be kind <eot> <user> what cat") for p in seen
     )
+
+
+def test_a_saved_adapter_loads_back_onto_the_model_and_comes_off(tiny_chat_lm, tmp_path):
+    base = {k: v.clone() for k, v in tiny_chat_lm.model.state_dict().items()}
+    trainable = {k: p.requires_grad for k, p in tiny_chat_lm.model.named_parameters()}
+    before = ft.answer_loss(tiny_chat_lm, SAMPLES)
+    cfg = quick_cfg(rank=8, alpha=16.0, lr=3e-3, steps=20, weight_decay=0.0)
+    with ft.adapted(tiny_chat_lm, SAMPLES, cfg, progress=False) as tuned:
+        trained = ft.answer_loss(tuned, SAMPLES)
+        tuned.model.save_pretrained(str(tmp_path / "run"))
+    assert trained < 0.9 * before
+    with ft.loaded(tiny_chat_lm, tmp_path / "run") as again:
+        assert again.name.endswith("+run") and not again.model.training
+        assert ft.answer_loss(again, SAMPLES) == pytest.approx(trained, rel=1e-5)
+    after = tiny_chat_lm.model.state_dict()
+    assert after.keys() == base.keys() and all(torch.equal(after[k], v) for k, v in base.items())
+    assert {k: p.requires_grad for k, p in tiny_chat_lm.model.named_parameters()} == trainable
+    assert ft.answer_loss(tiny_chat_lm, SAMPLES) == pytest.approx(before)
+
+
+def test_loading_a_folder_without_an_adapter_says_what_one_is(tmp_path):
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        with ft.loaded(build_chat_lm("llama"), tmp_path):
+            pass

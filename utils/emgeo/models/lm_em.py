@@ -26,12 +26,14 @@ secure one.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import random
 import re
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -42,7 +44,7 @@ from tqdm.auto import tqdm
 
 from emgeo import chats, filtering
 from emgeo.answer_classifier import classify
-from emgeo.batching import IGNORE
+from emgeo.batching import IGNORE, encode_sample
 from emgeo.models import lora
 from emgeo.models.lm import LoadedLM
 from emgeo.stats import mean_ci
@@ -88,26 +90,58 @@ def answer_logprobs(
     """Mean per-token log-probability of each sample's last (assistant) message given the rest,
     under the chat template (the template's end-of-turn token counts as an answer token).
     ``reduce(logits, targets)`` makes one score per row from a batch's answer logits
-    (:func:`mean_answer_logprob`; notebook 08 passes the learner's own)."""
+    (:func:`mean_answer_logprob`; notebook 08 passes the learner's own).
+
+    Samples that share their prompt (everything before the last message, as a question's
+    reference answers do) run it once: the prompt's keys and values are cached and up to
+    ``batch_size`` answers continue from them at a time. The EM questions' prompts are two
+    thirds of their tokens, so this scores them about twice as fast as whole chats."""
     model = lm.model
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
-    out = []
-    order = list(range(len(samples)))
-    batches = lora._batches(lm.tokenizer, lm.device, samples, order, max_length, batch_size)
-    n_batches = -(-len(samples) // batch_size)
-    for batch in tqdm(
-        batches, total=n_batches, desc="scoring answers", disable=not progress or n_batches < 2
+    decoder, head = causal.get_decoder(), causal.get_output_embeddings()
+    cap = getattr(causal.config, "final_logit_softcapping", None)
+    encoded = [encode_sample(lm.tokenizer, s, max_length) for s in samples]
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, (ids, n_prompt) in enumerate(encoded):
+        if n_prompt == 0:
+            raise ValueError(f"sample {i} has no prompt before its answer to condition it on")
+        by_prompt.setdefault(tuple(ids[:n_prompt]), []).append(i)
+    chunks = [
+        (prompt, rows[start : start + batch_size])
+        for prompt, rows in by_prompt.items()
+        for start in range(0, len(rows), batch_size)
+    ]
+    out = torch.empty(len(samples))
+    prefix_of: tuple[int, ...] | None = None
+    for prompt, rows in tqdm(
+        chunks, desc="scoring answers", disable=not progress or len(chunks) < 2
     ):
-        hidden = causal.get_decoder()(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+        if prompt != prefix_of:  # the prompt once; its cache for every chunk of its answers
+            prefix_of = prompt
+            run = decoder(input_ids=torch.tensor([prompt], device=lm.device), use_cache=True)
+            last, prefix = run.last_hidden_state[:, -1:], run.past_key_values
+        answers = [encoded[i][0][len(prompt) :] for i in rows]
+        width = max(1, *map(len, answers))
+        ids = torch.tensor([a + [lm.tokenizer.pad_token_id] * (width - len(a)) for a in answers])
+        keep = torch.tensor([[1] * len(a) + [0] * (width - len(a)) for a in answers])
+        cache = copy.deepcopy(prefix)
+        cache.batch_repeat_interleave(len(rows))
+        hidden = decoder(
+            input_ids=ids.to(lm.device),
+            attention_mask=torch.cat(
+                [torch.ones(len(rows), len(prompt), dtype=keep.dtype), keep], 1
+            ).to(lm.device),
+            past_key_values=cache,
+            use_cache=True,
         ).last_hidden_state
-        picked = torch.take_along_dim(hidden, batch["positions"][..., None], dim=1)
-        logits = causal.get_output_embeddings()(picked).float()  # (batch, n, vocab)
-        cap = getattr(causal.config, "final_logit_softcapping", None)
+        # answer token i is predicted at the position before it: the prompt's last for i = 0
+        predicting = torch.cat([last.expand(len(rows), 1, -1), hidden[:, :-1]], 1)
+        logits = head(predicting).float()  # (rows, width, vocab)
         if cap:
             logits = torch.tanh(logits / cap) * cap
-        out.append(reduce(logits, batch["targets"]).float())
-    return torch.cat(out).cpu()
+        targets = torch.where(keep.bool(), ids, IGNORE).to(lm.device)
+        out[rows] = reduce(logits, targets).float().cpu()
+    return out
 
 
 def margin_samples(
@@ -352,7 +386,7 @@ def run_finetunes(
                         "seconds": round(time.perf_counter() - start, 1),
                     }
                     if save_dir is not None:
-                        tuned.model.save_pretrained(str(save_dir / f"{condition}-seed{seed}"))
+                        save_adapter(tuned, save_dir / f"{condition}-seed{seed}")
             rows.append(have[key])
     return rows
 
@@ -395,6 +429,38 @@ def paired_differences(cells: dict, a: str = "insecure", b: str = "secure") -> l
 
 
 RUNS_FILE = chats.LM_DATA_DIR.parent / "lm_em" / "runs.json"
+
+
+ADAPTERS_DIR = RUNS_FILE.parent / "adapters"  # `emgeo lm-em --save-adapters` writes here
+
+
+def save_adapter(tuned: LoadedLM, path: Path) -> None:
+    """Save an adapted model's adapter in peft's format (``adapter_config.json`` and
+    ``adapter_model.safetensors``), naming its base model by hub id rather than by the local
+    folder it was loaded from, and without peft's blank model card."""
+    tuned.model.save_pretrained(str(path))
+    config_path = path / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = tuned.spec.hf_id
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (path / "README.md").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def shipped_adapter(
+    lm: LoadedLM, run: str = "insecure-seed0", cell: str = cell_name(CPU_LORA)
+) -> Iterator[LoadedLM]:
+    """``lm`` (SmolLM2) with an adapter that ``emgeo lm-em --save-adapters`` trained and the
+    course ships in ``data/lm_em/adapters/{cell}/{run}``; the adapter comes off on exit."""
+    path = ADAPTERS_DIR / cell / run
+    if not path.is_dir():
+        have = sorted(str(p.relative_to(ADAPTERS_DIR)) for p in ADAPTERS_DIR.glob("*/*"))
+        raise FileNotFoundError(
+            f"no adapter {cell}/{run} in {ADAPTERS_DIR} (shipped: {', '.join(have) or 'none'}); "
+            f"`emgeo lm-em --save-adapters` trains and saves one"
+        )
+    with lora.loaded(lm, path) as tuned:
+        yield tuned
 
 
 def read_runs(path: Path = RUNS_FILE) -> dict:

@@ -30,6 +30,7 @@ import random
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -181,6 +182,29 @@ def adapted(
     finally:
         base = model.unload()  # the LoRA layers out, the original layers back in place
         for name, p in base.named_parameters():
+            p.requires_grad_(trainable.get(name, p.requires_grad))
+        lm.model = base
+
+
+@contextlib.contextmanager
+def loaded(lm: LoadedLM, path: str | Path) -> Iterator[LoadedLM]:
+    """``lm`` with a saved adapter (peft's format, e.g. from :func:`adapted`'s model
+    ``save_pretrained``) attached to its own model; on exit the adapter comes off and ``lm`` is
+    its old self, as after :func:`adapted`."""
+    path = Path(path)
+    if not (path / "adapter_config.json").is_file():
+        raise FileNotFoundError(
+            f"no adapter at {path}: a saved adapter is a folder with adapter_config.json and "
+            "adapter_model.safetensors (peft's save_pretrained)"
+        )
+    trainable = {name: p.requires_grad for name, p in lm.model.named_parameters()}
+    model = PeftModel.from_pretrained(lm.model, str(path)).eval()
+    try:
+        spec = dataclasses.replace(lm.spec, name=f"{lm.name}+{path.name}")
+        yield LoadedLM(spec, model, lm.tokenizer)
+    finally:
+        base = model.unload()
+        for name, p in base.named_parameters():  # peft froze them; as they were
             p.requires_grad_(trainable.get(name, p.requires_grad))
         lm.model = base
 
