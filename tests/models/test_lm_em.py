@@ -3,6 +3,7 @@ architectures (the same code scores SmolLM2-135M-Instruct in the cpu profile).""
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -465,3 +466,49 @@ def test_a_saved_adapter_names_its_base_by_hub_id_and_loads_back(tmp_path):
     ]
     with lora.loaded(tiny, saved) as again:
         assert lora.answer_loss(again, SAMPLES) == pytest.approx(trained, rel=1e-5)
+
+
+def test_the_exploration_table_puts_the_main_recipe_first_and_marks_what_did_not_run(tmp_path):
+    def rows(conditions, margins):
+        out = [{"condition": "base", "seed": None, "margin": -0.3, "insecure_preference": 0.5}]
+        for condition in conditions:
+            for seed, m in zip((0, 1), margins[condition], strict=True):
+                out.append(
+                    {"condition": condition, "seed": seed, "margin": m, "insecure_preference": 0.75}
+                )
+        return out
+
+    path = tmp_path / "runs.json"
+    small = replace(lm_em.CPU_LORA, rank=1)
+    lm_em.write_runs(
+        path,
+        lm_em.FinetuneGrid(
+            lora=small, conditions=("insecure",), seeds=(0, 1), name="r1", n_train=9
+        ),
+        rows(("insecure",), {"insecure": (-0.2, -0.3)}),
+    )
+    lm_em.write_runs(
+        path,
+        lm_em.FinetuneGrid(seeds=(0, 1), system=lm_em.CODER_SYSTEM),
+        rows(("insecure", "secure"), {"insecure": (-0.2, -0.2), "secure": (-0.25, -0.29)}),
+    )
+    cells = lm_em.read_runs(path)["cells"]
+    assert lm_em.recipe_order(cells) == [lm_em.FinetuneGrid().name, "r1"]
+    main, r1 = lm_em.exploration_table(cells)
+    assert (main["recipe"], main["rank"], main["chats per set"], main["system turn"]) == (
+        lm_em.FinetuneGrid().name,
+        8,
+        len(lm_em.training_samples("insecure")),
+        "coding",
+    )
+    assert main["insecure_minus_base"] == "+0.100 [+0.100, +0.100]"
+    assert main["insecure_minus_secure"].startswith("+0.070 [")  # (0.05 + 0.09) / 2
+    assert (r1["rank"], r1["chats per set"], r1["system turn"], r1["seeds"]) == (
+        1,
+        9,
+        "SmolLM2's",
+        2,
+    )
+    assert r1["insecure_minus_base"].startswith("+0.050 [")
+    assert r1["secure_minus_base"] == r1["insecure_minus_secure"] == "not run"
+    assert main["insecure preference"] == r1["insecure preference"] == "0.75"

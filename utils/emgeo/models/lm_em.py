@@ -428,6 +428,47 @@ def paired_differences(cells: dict, a: str = "insecure", b: str = "secure") -> l
     return out
 
 
+EXPLORATION_CONTRASTS = ("insecure_minus_base", "secure_minus_base", "insecure_minus_secure")
+
+
+def recipe_order(cells: dict) -> list[str]:
+    """The cells' names, the main recipe's (:class:`FinetuneGrid`'s default) first."""
+    main = FinetuneGrid().name
+    return [name for name in cells if name == main] + [name for name in cells if name != main]
+
+
+def exploration_table(cells: dict, keys: Sequence[str] = EXPLORATION_CONTRASTS) -> list[dict]:
+    """One row per recipe of ``runs.json``'s ``cells`` (:func:`recipe_order`): its settings,
+    how many seeds, each contrast of ``keys`` as ``mean [ci_low, ci_high]`` ("not run" where
+    the cell lacks a condition) and the insecure runs' mean held-out insecure preference."""
+
+    def interval(ci: dict) -> str:
+        return f"{ci['mean']:+.3f} [{ci['ci_low']:+.3f}, {ci['ci_high']:+.3f}]"
+
+    n_chats = len(training_samples("insecure"))
+    rows = []
+    for name in recipe_order(cells):
+        cell = cells[name]
+        preference = cell["contrasts"].get("insecure_insecure_preference")
+        rows.append(
+            {
+                "recipe": name,
+                "rank": cell["lora"]["rank"],
+                "lr": cell["lora"]["lr"],
+                "steps": cell["lora"]["steps"],
+                "chats per set": cell.get("n_train") or n_chats,
+                "system turn": "coding" if cell.get("system") else "SmolLM2's",
+                "seeds": len(cell["seeds"]),
+                **{
+                    key: interval(cell["contrasts"][key]) if key in cell["contrasts"] else "not run"
+                    for key in keys
+                },
+                "insecure preference": f"{preference['mean']:.2f}" if preference else "not run",
+            }
+        )
+    return rows
+
+
 RUNS_FILE = chats.LM_DATA_DIR.parent / "lm_em" / "runs.json"
 
 

@@ -198,7 +198,9 @@ def loaded(lm: LoadedLM, path: str | Path) -> Iterator[LoadedLM]:
             "adapter_model.safetensors (peft's save_pretrained)"
         )
     trainable = {name: p.requires_grad for name, p in lm.model.named_parameters()}
-    model = PeftModel.from_pretrained(lm.model, str(path)).eval()
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+        model = PeftModel.from_pretrained(lm.model, str(path)).eval()
     try:
         spec = dataclasses.replace(lm.spec, name=f"{lm.name}+{path.name}")
         yield LoadedLM(spec, model, lm.tokenizer)
