@@ -174,16 +174,9 @@ def adapted(
     """
     if not samples:
         raise ValueError("no samples to fine-tune on: pass at least one chat sample")
-    trainable = {name: p.requires_grad for name, p in lm.model.named_parameters()}
-    model = _attach(lm.model, cfg)
-    try:
-        _train(model, lm.tokenizer, samples, cfg, cfg.n_steps(len(samples)), progress)
-        yield LoadedLM(dataclasses.replace(lm.spec, name=f"{lm.name}+lora"), model, lm.tokenizer)
-    finally:
-        base = model.unload()  # the LoRA layers out, the original layers back in place
-        for name, p in base.named_parameters():
-            p.requires_grad_(trainable.get(name, p.requires_grad))
-        lm.model = base
+    with _on_model(lm, lambda base: _attach(base, cfg), "lora") as tuned:
+        _train(tuned.model, lm.tokenizer, samples, cfg, cfg.n_steps(len(samples)), progress)
+        yield tuned
 
 
 @contextlib.contextmanager
@@ -197,16 +190,29 @@ def loaded(lm: LoadedLM, path: str | Path) -> Iterator[LoadedLM]:
             f"no adapter at {path}: a saved adapter is a folder with adapter_config.json and "
             "adapter_model.safetensors (peft's save_pretrained)"
         )
+    with _on_model(lm, lambda base: PeftModel.from_pretrained(base, str(path)), path.name) as tuned:
+        tuned.model.eval()
+        yield tuned
+
+
+@contextlib.contextmanager
+def _on_model(
+    lm: LoadedLM, wrap: Callable[[torch.nn.Module], PeftModel], suffix: str
+) -> Iterator[LoadedLM]:
+    """``lm`` with adapters that ``wrap`` puts on its own model; on exit they come off (the
+    original layers back in place) and every parameter's ``requires_grad`` is as it was (peft
+    freezes the base)."""
     trainable = {name: p.requires_grad for name, p in lm.model.named_parameters()}
     with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
-        model = PeftModel.from_pretrained(lm.model, str(path)).eval()
+        model = wrap(lm.model)
     try:
-        spec = dataclasses.replace(lm.spec, name=f"{lm.name}+{path.name}")
-        yield LoadedLM(spec, model, lm.tokenizer)
+        yield LoadedLM(
+            dataclasses.replace(lm.spec, name=f"{lm.name}+{suffix}"), model, lm.tokenizer
+        )
     finally:
         base = model.unload()
-        for name, p in base.named_parameters():  # peft froze them; as they were
+        for name, p in base.named_parameters():
             p.requires_grad_(trainable.get(name, p.requires_grad))
         lm.model = base
 
