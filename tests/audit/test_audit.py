@@ -156,17 +156,17 @@ def test_the_three_scores_take_the_geometry_apart(tmp_path):
 def test_an_interrupted_audit_resumes_and_an_edit_recomputes_only_what_changed(tmp_path):
     data, out, calls = _mixed(tmp_path, 600), tmp_path / "out", []
     with pytest.raises(KeyboardInterrupt):  # stopped in the second chunk of 256
-        audit(data, out, scorer=_scorer(calls, fail_after=70), progress=False)
-    assert sum(calls) == 280  # 70 batches of 4: the first chunk of 256 was stored whole
+        audit(data, out, scorer=_scorer(calls, fail_after=1), progress=False)
+    assert calls == [256]  # the first chunk of 256 was scored and stored whole
     calls.clear()
     result = audit(data, out, scorer=_scorer(calls), progress=False)
-    assert sum(calls) == 600 - 256 and result.n_cached == 256
+    assert calls == [256, 600 - 2 * 256] and result.n_cached == 256
     lines = data.read_text().splitlines()
     lines[10] = json.dumps(_chat("kind kind edited"))
     _write(data, lines)
     calls.clear()
     result = audit(data, out, scorer=_scorer(calls), progress=False)
-    assert sum(calls) == 1 and result.n_cached == 599
+    assert calls == [1] and result.n_cached == 599
 
 
 def test_another_scorer_never_reads_the_cached_scores(tmp_path):
@@ -221,3 +221,29 @@ def test_writing_the_report_leaves_a_notebooks_plotting_backend_alone(tmp_path):
     before = matplotlib.get_backend()
     audit(_mixed(tmp_path, 5), tmp_path / "out", scorer=_scorer(), progress=False)
     assert matplotlib.get_backend() == before
+
+
+def test_chats_are_scored_in_the_order_of_the_scorers_own_length_and_returned_in_theirs():
+    from emgeo.audit.run import score_missing
+
+    scorer, seen = _scorer(), []
+    latents = scorer.latents
+    scorer.latents = lambda samples: seen.extend(samples) or latents(samples)
+    chats = [_chat(words) for words in ("hate hate", "kind", "hate kind kind", "hate")]
+    records = score_missing(scorer, chats)
+    assert [c["messages"][1]["content"] for c in seen] == [
+        "kind",
+        "hate",
+        "hate hate",
+        "hate kind kind",  # fmt: skip
+    ]  # characters by default
+    assert records == [score_missing(scorer, [c])[0] for c in chats]  # in the input's order
+    seen.clear()
+    scorer.size = lambda chat: -len(chat["messages"][1]["content"])  # e.g. tokens; here reversed
+    assert score_missing(scorer, chats) == records
+    assert [c["messages"][1]["content"] for c in seen[:4]] == [
+        "hate kind kind",
+        "hate hate",
+        "kind",
+        "hate",  # fmt: skip
+    ]

@@ -61,16 +61,21 @@ def test_the_cpu_backend_scores_chats_with_smollm2_and_the_course_sae(tmp_path, 
     traced = []
     trace = pipeline.tracing.iter_chat_residuals
 
-    def spy(lm, samples, layer, remote, batch_size, max_length):
-        traced.append((len(samples), batch_size, max_length))
-        return trace(lm, samples, layer, remote, batch_size, max_length)
+    def spy(lm, samples, layer, remote, batch_size, max_length, share_prefix):
+        traced.append((len(samples), batch_size, max_length, share_prefix))
+        return trace(lm, samples, layer, remote, batch_size, max_length, share_prefix=share_prefix)
 
     monkeypatch.setattr(pipeline.tracing, "iter_chat_residuals", spy)
     result = audit(
         _write(tmp_path / "d.jsonl", _chats(6)), tmp_path / "out", scorer=scorer, progress=False
     )
     assert result.n_samples == 6 and result.n_removed == 3
-    assert traced == [(4, 4, 256), (2, 4, 256)]  # the audit's batches are the traces' batches
+    # one call per chunk, traced in the backend's batches, the template's system turn run once
+    assert traced == [(6, 4, 256, True)]
+    backend = scorer.latents.__self__
+    shared = scorer.latents(_chats(6))
+    backend.share_prefix = False
+    torch.testing.assert_close(shared, scorer.latents(_chats(6)), atol=1e-4, rtol=1e-3)
 
 
 def test_the_organism_backend_ranks_insecure_code_above_secure_code(tmp_path):

@@ -364,3 +364,76 @@ def test_unembed_of_a_remote_model_never_reads_its_meta_weights(tmp_path, monkey
     directions = torch.randn(2, 32)
     out = tracing.unembed(remote, directions, remote="local")
     torch.testing.assert_close(out, directions @ model.lm_head.weight.detach().T)
+
+
+def test_common_prefix_stops_before_any_answer_and_leaves_every_chat_a_token():
+    from emgeo.batching import common_prefix, split_after_prefix
+
+    assert common_prefix([([1, 2, 3, 4, 5], 3), ([1, 2, 3, 9, 8], 4), ([1, 2, 6, 5], 2)]) == 2
+    assert common_prefix([([1, 2, 3, 4, 5], 3), ([1, 2, 3, 4, 6], 3)]) == 3  # same prompt
+    assert common_prefix([([1, 2, 3], 3), ([1, 2, 3, 4], 3)]) == 2  # a prompt cut at max_length
+    assert common_prefix([([7, 2], 1), ([8, 2], 1)]) == 0
+    encoded = [([1, 2, 3, 4, 5], 3), ([1, 2, 9, 8, 7, 6], 4)]
+    enc, answer = split_after_prefix(encoded, pad_id=0, n=2)
+    assert enc["input_ids"].tolist() == [[3, 4, 5, 0], [9, 8, 7, 6]]
+    assert enc["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]]
+    assert answer.tolist() == [[0, 1, 1, 0], [0, 0, 1, 1]]
+    with pytest.raises(ValueError, match="first 3 prompt tokens"):
+        split_after_prefix(encoded, pad_id=0, n=3)
+
+
+def _with_system(samples):
+    system = {"role": "system", "content": "the small cat and the big dog"}
+    return [{"messages": [system, *s["messages"]]} for s in samples]
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gemma2"])
+def test_sharing_the_prefix_reads_the_same_answer_activations_from_fewer_tokens(architecture):
+    chat_lm = build_chat_lm(architecture)
+    samples = _with_system(SAMPLES) * 2  # 8 chats, batches of 3: 3, 3, 2
+    seen = []
+
+    def trace(model, input_ids, attention_mask, layer, remote=False, **kwargs):
+        seen.append((input_ids.shape[1], attention_mask.shape[1], "past_key_values" in kwargs))
+        return tracing.trace_layer(model, input_ids, attention_mask, layer, remote, **kwargs)
+
+    def answers(share):
+        out = []
+        for acts, mask in tracing.iter_chat_residuals(
+            chat_lm, samples, 1, batch_size=3, trace=trace, share_prefix=share
+        ):
+            out += [a[m.bool()] for a, m in zip(acts, mask, strict=True)]
+        return out
+
+    whole, shared = answers(False), answers(True)
+    assert len(whole) == len(shared) == 8
+    for a, b in zip(whole, shared, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    plain, cached = seen[:3], seen[3:]
+    assert all(not past and ids == mask for ids, mask, past in plain)
+    # the template's tokens up to the question, where the chats start to differ
+    text = chat_lm.tokenizer.apply_chat_template(samples[0]["messages"], tokenize=False)
+    before = text[: text.index("what cat")]
+    n = len(chat_lm.tokenizer(before, add_special_tokens=False)["input_ids"])
+    assert n > 8 and all(past and mask - ids == n for ids, mask, past in cached)  # prefix once
+    assert all(c[0] == p[0] - n for c, p in zip(cached, plain, strict=True))
+
+
+def test_sharing_the_prefix_is_local_only():
+    chat_lm = build_chat_lm("llama")
+    seen = []
+
+    def trace(model, input_ids, attention_mask, layer, remote=False, **kwargs):
+        seen.append("past_key_values" in kwargs)
+        return tracing.trace_layer(model, input_ids, attention_mask, layer, remote, **kwargs)
+
+    list(
+        tracing.iter_chat_residuals(
+            chat_lm, _with_system(SAMPLES), 0, remote="local", trace=trace, share_prefix=True
+        )
+    )
+    assert seen == [False]  # NDIF runs each chat whole
+    with pytest.raises(ValueError, match="local"):
+        ids = torch.ones(1, 3, dtype=torch.long)
+        batch = {"input_ids": ids, "attention_mask": ids}
+        tracing.batch_residuals(chat_lm, batch, 0, "local", prefix=object())

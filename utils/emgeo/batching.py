@@ -92,3 +92,34 @@ def chat_batch(
     answer, _ = left_pad([[0] * n + [1] * (len(row) - n) for row, n in encoded], 0)
     enc = {"input_ids": ids, "attention_mask": attention}
     return enc, answer.float()
+
+
+def common_prefix(encoded: Sequence[tuple[list[int], int]]) -> int:
+    """How many leading tokens all of ``encoded`` (:func:`encode_sample` results) share: never
+    an answer token, and never a chat's every token."""
+    rows = [ids for ids, _ in encoded]
+    limit = min(min(n for _, n in encoded), min(map(len, rows)) - 1)
+    n = 0
+    while n < limit and all(row[n] == rows[0][n] for row in rows):
+        n += 1
+    return n
+
+
+def split_after_prefix(
+    encoded: Sequence[tuple[list[int], int]], pad_id: int, n: int
+) -> tuple[dict[str, Int[Tensor, "batch _"]], Float[Tensor, "batch suffix"]]:
+    """Encoded chats that share their first ``n`` tokens (:func:`common_prefix`) as the model
+    inputs that continue from those tokens' keys and values: the rest of each chat, right-padded,
+    with an attention mask over prefix and rest (``n + suffix`` columns); and the answer mask of
+    the rest."""
+    rows = [ids for ids, _ in encoded]
+    if any(k < n or len(row) <= n or row[:n] != rows[0][:n] for row, k in encoded):
+        raise ValueError(f"these chats do not all share their first {n} prompt tokens")
+    rest = [row[n:] for row in rows]
+    keep = right_pad([[1] * len(r) for r in rest], 0)
+    enc = {
+        "input_ids": right_pad(rest, pad_id),
+        "attention_mask": torch.cat([torch.ones(len(rows), n, dtype=keep.dtype), keep], 1),
+    }
+    answer = right_pad([[0] * (k - n) + [1] * (len(row) - k) for row, k in encoded], 0)
+    return enc, answer.float()

@@ -2,10 +2,10 @@
 scores, the dataset filtered at the budget and a report.
 
 The file is streamed in chunks: each chunk's chats are looked up in the cache, the missing ones
-scored in batches of similar length (less padding), stored, and their rows appended to the scores
-file, so memory holds one chunk whatever the file's size (plus one float per sample for the
-budget). A second pass copies the kept lines verbatim: the filtered file is the input minus the
-removed lines, byte for byte.
+scored from the shortest to the longest (batches of similar length, less padding), stored, and
+their rows appended to the scores file, so memory holds one chunk whatever the file's size (plus
+one float per sample for the budget). A second pass copies the kept lines verbatim: the filtered
+file is the input minus the removed lines, byte for byte.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,20 +66,22 @@ def _chunks(lines: Iterator[inputs.ChatLine], size: int) -> Iterator[list[inputs
         yield chunk
 
 
-def _by_length(chats: Sequence[dict]) -> list[int]:
-    """Indices of ``chats`` from the shortest to the longest (characters of every message)."""
-    sizes = [sum(len(m["content"]) for m in c["messages"]) for c in chats]
+def _by_length(chats: Sequence[dict], size: Callable[[dict], int] | None = None) -> list[int]:
+    """Indices of ``chats`` from the shortest to the longest: by ``size`` (e.g. tokens), or by the
+    characters of their messages."""
+    size = size or (lambda chat: sum(len(m["content"]) for m in chat["messages"]))
+    sizes = [size(c) for c in chats]
     return sorted(range(len(chats)), key=sizes.__getitem__)
 
 
 def score_missing(scorer: Scorer, chats: Sequence[dict]) -> list[dict]:
-    """Score ``chats`` in batches of similar length; records in the order of ``chats``."""
-    order = _by_length(chats)
+    """Score ``chats`` from the shortest to the longest (in the scorer's tokens when it says how
+    to count them), so each of its batches holds chats of similar length (little padding);
+    records in the order of ``chats``."""
+    order = _by_length(chats, scorer.size)
     records: list[dict | None] = [None] * len(chats)
-    for start in range(0, len(order), scorer.batch_size):
-        idx = order[start : start + scorer.batch_size]
-        for i, record in zip(idx, scorer.score([chats[i] for i in idx]), strict=True):
-            records[i] = record
+    for i, record in zip(order, scorer.score([chats[i] for i in order]), strict=True):
+        records[i] = record
     return records  # type: ignore[return-value]
 
 

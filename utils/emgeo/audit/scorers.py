@@ -25,6 +25,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from emgeo import chats, features, filtering
+from emgeo.batching import encode_sample
 
 SCORES = ("full", "membership only", "neighbours only")
 K_TOXIC = 20  # latents in the toxic set, as in notebooks 05-07
@@ -44,10 +45,12 @@ class Scorer:
     toxic: Int[Tensor, " k"]
     toxic_reference: str
     proximities: dict[str, Float[Tensor, " d_sae"]]
-    latents: Latents = field(repr=False)
-    batch_size: int = 8
+    latents: Latents = field(repr=False)  # takes any number of chats, batches them itself
+    batch_size: int = 8  # chats per model run
     max_length: int = 512
     neuronpedia_id: str | None = None  # e.g. "gemma-2-2b/20-gemmascope-res-16k"
+    # how long a chat is for the model (its tokens); None: its characters
+    size: Callable[[dict], int] | None = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
         """Everything a sample's scores depend on besides the sample."""
@@ -123,6 +126,8 @@ def lm_scorer(
     backend = pipeline.lm_backend(
         profile, n=n_reference, max_length=max_length, batch_size=batch_size
     )
+    # Every chat starts with the chat template's system turn: it runs once per call (local runs).
+    backend.share_prefix = True
     if profile == "cpu":
         texts = {
             name: chats.read_lm_jsonl(chats.LM_DATA_DIR / f"{name}.jsonl")[:n_reference]
@@ -154,6 +159,7 @@ def lm_scorer(
         batch_size=batch_size,
         max_length=backend.max_length,
         neuronpedia_id=getattr(metadata, "neuronpedia_id", None),
+        size=lambda chat: len(encode_sample(backend.lm.tokenizer, chat, backend.max_length)[0]),
     )
 
 
@@ -175,11 +181,16 @@ def organism_scorer(layer: int = 0, k: int = K_TOXIC) -> Scorer:
     model, tok = organism.load()
     sae = saes.load_organism_sae(layer)
     sets, _ = features.organism_feature_sets(sae, model, tok, layer=layer, k=k)
+    batch = 64
 
     @torch.no_grad()
     def latents(samples: Sequence[dict]) -> Tensor:
-        acts, mask = features.organism_residuals(model, tok, samples, layer)
-        return features.sample_features(sae, acts, mask)
+        rows = []
+        for start in range(0, len(samples), batch):
+            part = samples[start : start + batch]
+            acts, mask = features.organism_residuals(model, tok, part, layer)
+            rows.append(features.sample_features(sae, acts, mask))
+        return torch.cat(rows)
 
     return Scorer(
         model="the course's EM organism (data/organism)",
@@ -189,7 +200,7 @@ def organism_scorer(layer: int = 0, k: int = K_TOXIC) -> Scorer:
         toxic_reference=f"the {k} SAE latents most active on toxic vs aligned answers (as in 05)",
         proximities=proximities(sae.W_dec, sets.toxic),
         latents=latents,
-        batch_size=64,
+        batch_size=batch,
         max_length=64,
     )
 

@@ -45,6 +45,7 @@ class Backend:
     remote: bool = False
     max_length: int = 128  # tokens per chat; the public code chats need more than the organism's
     batch_size: int = 8  # chats per trace
+    share_prefix: bool = False  # run the tokens every chat of a call starts with once (local)
 
     @property
     def device(self) -> torch.device:
@@ -62,6 +63,7 @@ class Backend:
             self.remote,
             batch_size or self.batch_size,
             self.max_length,
+            share_prefix=self.share_prefix,
         )
 
     def sample_latents(

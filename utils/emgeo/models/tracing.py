@@ -7,6 +7,7 @@ back; ``remote="local"`` runs nnsight's serialize-and-run dry run of the same pa
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -16,7 +17,7 @@ from nnsight import TransformersModel
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from emgeo.batching import chat_batch
+from emgeo.batching import chat_batch, common_prefix, encode_sample, split_after_prefix
 from emgeo.models import standins
 from emgeo.models.lm import LoadedLM, as_nnsight
 from emgeo.models.ndif import translate_remote_errors
@@ -44,15 +45,20 @@ def tokenize(
 def trace_layer(
     model: TransformersModel,
     input_ids: Int[Tensor, "batch pos"],
-    attention_mask: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch keys"],  # keys = pos, or cached tokens + pos
     layer: int,
     remote: bool | str = False,
+    *,
+    past_key_values: object | None = None,
 ) -> Float[Tensor, "batch pos d_model"]:
     """One nnsight trace of ``model`` (an nnsight wrapper): the residual stream after block
     ``layer``, saved, with the run stopped there (the later blocks and the unembedding never run).
-    ``remote`` goes to ``trace``: ``True`` runs on NDIF, ``"local"`` simulates it here."""
+    ``remote`` goes to ``trace``: ``True`` runs on NDIF, ``"local"`` simulates it here.
+    ``past_key_values`` (a transformers cache of tokens that come before every row, with an
+    ``attention_mask`` that covers them too) makes ``input_ids`` their continuation."""
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-    with torch.no_grad(), model.trace(batch, remote=remote) as tracer:
+    extra = {} if past_key_values is None else {"past_key_values": past_key_values}
+    with torch.no_grad(), model.trace(batch, remote=remote, **extra) as tracer:
         out = model.model.layers[layer].output
         # A decoder layer returns its hidden states alone in recent transformers and a tuple
         # (hidden states, caches...) in older ones; NDIF's transformers decides, so handle both.
@@ -68,23 +74,41 @@ Trace = Callable[..., Tensor]  # (model, input_ids, attention_mask, layer, remot
 
 def batch_residuals(
     lm: LoadedLM,
-    batch: dict[str, Int[Tensor, "batch pos"]],
+    batch: dict[str, Int[Tensor, "batch _"]],
     layer: int,
     remote: bool | str = False,
     trace: Trace = trace_layer,
+    prefix: object | None = None,
 ) -> Float[Tensor, "batch pos d_model"]:
     """The residual stream after block ``layer`` for one batch of tokens, read by ``trace`` (a
     function like :func:`trace_layer`, e.g. a learner's), where the trace ran (the model's device
     locally; the CPU for a remote trace), in the model's dtype. ``remote=True`` runs on NDIF
-    (nnsight's local simulation of it under stand-ins)."""
+    (nnsight's local simulation of it under stand-ins). ``prefix`` (:func:`prefix_cache`, local
+    runs only) holds the keys and values of tokens every row continues; ``trace`` then gets a
+    copy of it for each row as ``past_key_values``."""
     model = as_nnsight(lm)
     remote = standins.remote_mode(remote)
     if not remote and model.dispatched:  # (an undispatched meta build loads its weights first)
         batch = {key: value.to(lm.device) for key, value in batch.items()}
     errors = translate_remote_errors(lm.spec.hf_id) if remote else contextlib.nullcontext()
+    extra = {}
+    if prefix is not None:
+        if remote:
+            raise ValueError("a prefix cache is local: NDIF runs each chat whole")
+        extra["past_key_values"] = copy.deepcopy(prefix)  # the trace appends to it
+        extra["past_key_values"].batch_repeat_interleave(batch["input_ids"].shape[0])
     with errors:
-        acts = trace(model, batch["input_ids"], batch["attention_mask"], layer, remote)
+        acts = trace(model, batch["input_ids"], batch["attention_mask"], layer, remote, **extra)
     return acts.detach()
+
+
+@torch.no_grad()
+def prefix_cache(lm: LoadedLM, ids: Sequence[int]) -> object:
+    """The keys and values of the tokens ``ids`` in every layer of ``lm`` (one row): what
+    :func:`batch_residuals` continues from when every chat of a batch starts with them."""
+    causal = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
+    ids = torch.tensor([list(ids)], device=lm.device)
+    return causal.get_decoder()(input_ids=ids, use_cache=True).past_key_values
 
 
 def residual_activations(
@@ -154,12 +178,29 @@ def iter_chat_residuals(
     batch_size: int = 8,
     max_length: int = 128,
     trace: Trace = trace_layer,
+    share_prefix: bool = False,
 ) -> Iterator[tuple[Float[Tensor, "batch pos d_model"], Float[Tensor, "batch pos"]]]:
     """:func:`lm_residuals` one batch at a time: each batch's activations (where the trace left
     them, in the model's dtype) and answer mask, each batch padded only to its own longest chat,
     so memory stays that of one batch however many samples there are. ``trace`` reads one batch
-    (:func:`trace_layer`, or a function with its signature)."""
+    (:func:`trace_layer`, or a function with its signature).
+
+    ``share_prefix`` (local runs): the tokens all ``samples`` start with (a chat template's
+    system turn, a shared instruction) run once, and every batch continues from their keys and
+    values, so each batch reads only the rest of its chats (right-padded; the answer mask says
+    which positions are answers). ``trace`` must then take ``past_key_values``, as
+    :func:`trace_layer` does. The activations equal a whole-chat trace's to float rounding."""
     _check_layer(lm, layer)
+    if share_prefix and not standins.remote_mode(remote) and samples:
+        encoded = [encode_sample(lm.tokenizer, s, max_length) for s in samples]
+        n = common_prefix(encoded)
+        if n:
+            prefix = prefix_cache(lm, encoded[0][0][:n])
+            for start in range(0, len(samples), batch_size):
+                batch = encoded[start : start + batch_size]
+                enc, mask = split_after_prefix(batch, lm.tokenizer.pad_token_id, n)
+                yield batch_residuals(lm, enc, layer, remote, trace, prefix), mask
+            return
     for start in range(0, len(samples), batch_size):
         enc, mask = chat_batch(lm.tokenizer, samples[start : start + batch_size], max_length)
         yield batch_residuals(lm, enc, layer, remote, trace), mask
