@@ -145,6 +145,49 @@ def child_gemm() -> dict:
     return {"gemm_gmacs_per_s": round(best, 1)}
 
 
+def child_breakdown(n: int) -> dict:
+    """Where the audit's model time goes: ``n`` chats traced as the audit traces them (sorted by
+    tokens, the shared prefix cached, batches of 8), and the same batches' matrix products alone
+    (every linear layer up to the read layer, on inputs of the batch's shape). Their ratio is the
+    share of the trace spent in matrix products; the rest is attention, norms, rotary embeddings,
+    activations and copies."""
+    import torch
+
+    from emgeo.batching import common_prefix, encode_sample, split_after_prefix
+    from emgeo.models import lm, saes, tracing
+
+    torch.set_num_threads(THREADS)
+    smol, layer = lm.load("smollm2-135m"), saes.SMOLLM2_SAE.layer
+    encoded = sorted(
+        (encode_sample(smol.tokenizer, c, 256) for c in synthetic_chats(n, seed=2)),
+        key=lambda e: len(e[0]),
+    )
+    shared = common_prefix(encoded)
+    prefix = tracing.prefix_cache(smol, encoded[0][0][:shared])
+    blocks = smol.model.model.layers[: layer + 1]
+    linears = [m for block in blocks for m in block.modules() if isinstance(m, torch.nn.Linear)]
+    trace_s = matmul_s = macs = 0.0
+    with torch.no_grad():
+        for start in range(0, n, 8):
+            batch = encoded[start : start + 8]
+            enc, _ = split_after_prefix(batch, smol.tokenizer.pad_token_id, shared)
+            begin = time.perf_counter()
+            tracing.batch_residuals(smol, enc, layer, prefix=prefix)
+            trace_s += time.perf_counter() - begin
+            rows = enc["input_ids"].numel()
+            inputs = {m.in_features: torch.randn(rows, m.in_features) for m in linears}
+            begin = time.perf_counter()
+            for m in linears:
+                m(inputs[m.in_features])
+            matmul_s += time.perf_counter() - begin
+            macs += rows * sum(m.in_features * m.out_features for m in linears)
+    return {
+        "profiled_samples": n,
+        "matmul_share": round(matmul_s / trace_s, 3),
+        "matmul_gmacs_per_s": round(macs / matmul_s / 1e9, 1),
+    }
+
+
 def in_child(*args: str) -> dict:
     """Run this script in a fresh process; its result, with its own peak memory."""
     proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
@@ -168,6 +211,8 @@ def main() -> None:
             result = child_audit(*rest)
         elif kind == "gemm":
             result = child_gemm()
+        elif kind == "breakdown":
+            result = child_breakdown(int(rest[0]))
         else:
             result = child_naive(int(rest[0]))
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
@@ -223,6 +268,13 @@ def main() -> None:
     gemm = in_child("--child", "gemm")["gemm_gmacs_per_s"]
     run_share = largest["tokens_run"] / largest["tokens"]
     ceiling_now = ceiling["flop_ratio"] / run_share * gemm / rate["naive"]
+    parts = in_child("--child", "breakdown", "256")
+    print(
+        f"where the audit's model time goes ({parts['profiled_samples']} chats): matrix products "
+        f"{parts['matmul_share']:.0%}, at {parts['matmul_gmacs_per_s']:.1f} GMAC/s; the rest "
+        "(attention, norms, rotary embeddings, activations, copies) "
+        f"{1 - parts['matmul_share']:.0%}"
+    )
     print(
         f"the audit runs {run_share:.0%} of the chats' tokens (the "
         f"{largest['shared_prefix_tokens']} every chat starts with run once a chunk); this "
@@ -240,6 +292,8 @@ def main() -> None:
         "gemm_gmacs_per_s": gemm,
         "speedup_ceiling": round(ceiling_now, 2),
         "tokens_run_share": round(run_share, 3),
+        "trace_matmul_share": parts["matmul_share"],
+        "trace_matmul_gmacs_per_s": parts["matmul_gmacs_per_s"],
         "shared_prefix_tokens": largest["shared_prefix_tokens"],
         "threads": THREADS,
         "batch_size": args.batch_size,
