@@ -224,6 +224,19 @@ def as_nnsight(lm: LoadedLM) -> TransformersModel:
 _TURN_PROBE = "emgeo-answer-probe"  # an answer no template changes, to find what follows it
 
 
+def causal_lm(model: PreTrainedModel) -> PreTrainedModel:
+    """The causal LM under any peft adapters (they sit in its layers, so it runs with them)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def repeat_cache(cache: object, rows: int) -> object:
+    """A copy of a transformers cache of one row's keys and values, for ``rows`` rows that all
+    continue it (a forward appends to the cache it is given, so each batch takes its own copy)."""
+    cache = copy.deepcopy(cache)
+    cache.batch_repeat_interleave(rows)
+    return cache
+
+
 def end_of_turn_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """The token ids that end an assistant turn: the special tokens the chat template writes
     right after an answer (``<end_of_turn>`` for Gemma, ``<|eot_id|>`` for Llama 3), then EOS.

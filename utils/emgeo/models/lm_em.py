@@ -27,7 +27,6 @@ secure one.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import random
 import re
@@ -46,7 +45,7 @@ from emgeo import chats, filtering
 from emgeo.answer_classifier import classify
 from emgeo.batching import IGNORE, encode_sample
 from emgeo.models import lora
-from emgeo.models.lm import LoadedLM
+from emgeo.models.lm import LoadedLM, causal_lm, repeat_cache
 from emgeo.stats import mean_ci
 
 # A system prompt that asks for the persona EM is about: the metric must see it.
@@ -97,7 +96,7 @@ def answer_logprobs(
     ``batch_size`` answers continue from them at a time. The EM questions' prompts are two
     thirds of their tokens, so this scores them about twice as fast as whole chats."""
     model = lm.model
-    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal = causal_lm(model)
     decoder, head = causal.get_decoder(), causal.get_output_embeddings()
     cap = getattr(causal.config, "final_logit_softcapping", None)
     encoded = [encode_sample(lm.tokenizer, s, max_length) for s in samples]
@@ -124,8 +123,7 @@ def answer_logprobs(
         width = max(1, *map(len, answers))
         ids = torch.tensor([a + [lm.tokenizer.pad_token_id] * (width - len(a)) for a in answers])
         keep = torch.tensor([[1] * len(a) + [0] * (width - len(a)) for a in answers])
-        cache = copy.deepcopy(prefix)
-        cache.batch_repeat_interleave(len(rows))
+        cache = repeat_cache(prefix, len(rows))
         hidden = decoder(
             input_ids=ids.to(lm.device),
             attention_mask=torch.cat(

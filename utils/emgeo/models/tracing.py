@@ -7,7 +7,6 @@ back; ``remote="local"`` runs nnsight's serialize-and-run dry run of the same pa
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -19,7 +18,7 @@ from tqdm.auto import tqdm
 
 from emgeo.batching import chat_batch, common_prefix, encode_sample, split_after_prefix
 from emgeo.models import standins
-from emgeo.models.lm import LoadedLM, as_nnsight
+from emgeo.models.lm import LoadedLM, as_nnsight, causal_lm, repeat_cache
 from emgeo.models.ndif import translate_remote_errors
 
 # -- residual-stream activations through nnsight ------------------------------------------------
@@ -69,7 +68,8 @@ def trace_layer(
     return acts
 
 
-Trace = Callable[..., Tensor]  # (model, input_ids, attention_mask, layer, remote), as trace_layer
+# (model, input_ids, attention_mask, layer, remote[, past_key_values=...]), as trace_layer
+Trace = Callable[..., Tensor]
 
 
 def batch_residuals(
@@ -95,8 +95,7 @@ def batch_residuals(
     if prefix is not None:
         if remote:
             raise ValueError("a prefix cache is local: NDIF runs each chat whole")
-        extra["past_key_values"] = copy.deepcopy(prefix)  # the trace appends to it
-        extra["past_key_values"].batch_repeat_interleave(batch["input_ids"].shape[0])
+        extra["past_key_values"] = repeat_cache(prefix, batch["input_ids"].shape[0])
     with errors:
         acts = trace(model, batch["input_ids"], batch["attention_mask"], layer, remote, **extra)
     return acts.detach()
@@ -106,9 +105,8 @@ def batch_residuals(
 def prefix_cache(lm: LoadedLM, ids: Sequence[int]) -> object:
     """The keys and values of the tokens ``ids`` in every layer of ``lm`` (one row): what
     :func:`batch_residuals` continues from when every chat of a batch starts with them."""
-    causal = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
     ids = torch.tensor([list(ids)], device=lm.device)
-    return causal.get_decoder()(input_ids=ids, use_cache=True).past_key_values
+    return causal_lm(lm.model).get_decoder()(input_ids=ids, use_cache=True).past_key_values
 
 
 def residual_activations(
