@@ -24,7 +24,6 @@ host memory adds the process's own size (``host_baseline_gib``).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import json
 import math
@@ -608,7 +607,3 @@ def estimate_plan(
         "peak_gpu_gib": budget.peak_gpu_gib(),
         "peak_host_gib": budget.peak_host_gib(),
     }
-
-
-def asdict_budget(budget: NotebookBudget) -> dict:
-    return {name: dataclasses.asdict(cost) for name, cost in budget.steps.items()}

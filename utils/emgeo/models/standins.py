@@ -41,7 +41,6 @@ from transformers import (
 from emgeo import chats, config
 
 ENV = config.STANDINS_ENV
-MODES = config.STANDIN_MODES
 D_MODEL = 32  # width of every stand-in model
 D_SAE = 512  # latents of every stand-in SAE: more than the k = 100 of the gpu plans
 MAX_POSITIONS = 4096
