@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 
 from emgeo.config import COURSE_DIR, SOLUTIONS_DIR
-from emgeo.course.grade import add_nbgrader_metadata
+from emgeo.course.grading.exercises import add_nbgrader_metadata
 from emgeo.errors import BuildError
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
