@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import TEXTS, build_model, build_tokenizer
 
-from emgeo import chats
+from emgeo import chatfile, chats
 from emgeo.errors import DatasetLineError
 from emgeo.models import corpus, lm, saes
 
@@ -33,8 +33,41 @@ def test_the_shipped_answers_are_the_recipe_s_prompts_in_order():
 def test_a_bad_answers_line_names_its_file_and_line(tmp_path):
     bad = tmp_path / "answers.jsonl"
     bad.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n{oops\n")
-    with pytest.raises(DatasetLineError, match=r"answers.jsonl, line 2: expected a JSON object"):
+    with pytest.raises(DatasetLineError, match=r"answers.jsonl, line 2: not valid JSON"):
         corpus.read_self_chats(bad)
+    bad.write_text(json.dumps({"messages": []}) + "\n")
+    with pytest.raises(DatasetLineError, match=r"line 1: .*'messages' list ending in the answer"):
+        corpus.read_self_chats(bad)
+
+
+def test_a_bad_offline_corpus_line_names_its_file_and_line(tmp_path):
+    bad = tmp_path / "texts.jsonl"
+    bad.write_text(json.dumps({"text": "a"}) + "\n" + json.dumps({"text": 3}) + "\n")
+    with pytest.raises(DatasetLineError, match=r"texts.jsonl, line 2: .*'text' string"):
+        corpus.offline_corpus(1, bad)
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({"text": "a"}) + "\n")
+    with pytest.raises(ValueError, match="has 1 texts, fewer than the 2 asked for"):
+        corpus.offline_corpus(2, one)
+
+
+def test_the_shipped_files_are_what_the_writers_write_of_what_the_readers_read(tmp_path):
+    """Reading a shipped corpus file and writing it again gives the same bytes: the writers'
+    convention (UTF-8, no escapes, one record a line; the answers with sorted keys) is theirs."""
+    texts = corpus.offline_corpus(corpus.OFFLINE_RECIPE["n_texts"])
+    assert len(texts) == corpus.OFFLINE_RECIPE["n_texts"]
+    pairs = [
+        (
+            chatfile.write_jsonl(({"text": t} for t in texts), tmp_path / "t.jsonl"),
+            corpus.OFFLINE_CORPUS,
+        ),
+        (
+            chatfile.write_jsonl(corpus.read_self_chats(), tmp_path / "a.jsonl", sort_keys=True),
+            corpus.SELF_CHATS,
+        ),
+    ]
+    for written, shipped in pairs:
+        assert written.read_bytes() == shipped.read_bytes()
 
 
 def test_chat_corpus_splits_are_disjoint_and_cover_every_chat():

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from emgeo.errors import DatasetLineError
+from emgeo.errors import DatasetLineError, first_line
 
 ROLES = ("system", "user", "assistant")
 FORMAT = 'one {"messages": [{"role": "user", "content": ...}, {"role": "assistant", ...}]} per line'
 BOM = b"\xef\xbb\xbf"
+# A ``\u`` escape of a UTF-16 surrogate: JSON's way to write a character outside the BMP as a
+# pair, or, alone, half of one (which no UTF-8 text can hold).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 # Why a record is not what a reader wants (None: it is); see :func:`chat_problem`.
 Problem = Callable[[object], "str | None"]
@@ -86,8 +90,21 @@ def _parse(text: str, problem: Problem) -> tuple[dict | None, str | None]:
         return None, f"not valid JSON ({err.msg} at column {err.colno})"
     except RecursionError:
         return None, "not valid JSON (nested too deeply to read)"
+    except ValueError as err:  # an integer of over 4300 digits: Python's limit on int(str)
+        return None, f"not readable JSON ({first_line(err).split(':')[0]})"
+    if _SURROGATE_ESCAPE.search(text) and not _is_text(item):
+        return None, "a \\u escape of half a surrogate pair (no character: not UTF-8 text)"
     reason = problem(item)
     return (item, None) if reason is None else (None, reason)
+
+
+def _is_text(item: object) -> bool:
+    """Whether every string of a parsed record can be written as UTF-8 (no lone surrogate)."""
+    try:
+        dumps(item).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_lines(
@@ -100,8 +117,10 @@ def read_lines(
     ``problem`` objects to) raises :class:`DatasetLineError` naming the file and the line, with
     ``hint`` after the reason; given ``bad_lines``, it is appended there and skipped instead."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: name a JSONL file in it")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (expected chat JSONL, {FORMAT})")
+        raise FileNotFoundError(f"{path}: no such file")
     offset = 0
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):

@@ -4,12 +4,15 @@ scores, the dataset filtered at the budget and a report.
 The file is streamed in chunks: each chunk's chats are looked up in the cache, the missing ones
 scored from the shortest to the longest (batches of similar length, less padding), stored, and
 their rows appended to the scores file, so memory holds one chunk whatever the file's size (plus
-one float per sample for the budget). A second pass copies the kept lines verbatim: the filtered
-file is the input minus the removed lines, byte for byte.
+one float and one line number per sample for the budget). A second pass copies the kept lines
+verbatim: the filtered file is the input minus the removed lines, byte for byte. A line the scorer
+cannot score (:attr:`Scorer.problem`) is a bad line like a malformed one. Every file is written
+whole or not at all (:func:`emgeo.chatfile.atomic_write`) but the scores, appended chunk by chunk.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import heapq
 import json
@@ -19,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from tqdm.auto import tqdm
@@ -26,9 +30,10 @@ from tqdm.auto import tqdm
 import emgeo.audit.cache as cache_module
 import emgeo.audit.inputs as inputs
 import emgeo.audit.report as report
-from emgeo import config, filtering
+from emgeo import chatfile, config, filtering
 from emgeo.audit.scorers import SCORES, Scorer, scorer_for
-from emgeo.errors import DatasetLineError
+from emgeo.chatfile import Line
+from emgeo.errors import DatasetLineError, first_line
 
 CHUNK = 256  # chats read, looked up and stored together
 N_RISKIEST = 20  # samples the report shows
@@ -55,8 +60,8 @@ class AuditResult:
         return self.n_samples / self.seconds if self.seconds else math.inf
 
 
-def _chunks(lines: Iterator[inputs.ChatLine], size: int) -> Iterator[list[inputs.ChatLine]]:
-    chunk: list[inputs.ChatLine] = []
+def _chunks(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
+    chunk: list[Line] = []
     for line in lines:
         chunk.append(line)
         if len(chunk) == size:
@@ -123,12 +128,13 @@ def audit(
     # An empty file or a bad first line fails here, before a model loads.
     next(inputs.read_chats(path, [] if skip_bad_lines else None), None)
     scorer = scorer or scorer_for(profile)
-    bad: list[inputs.BadLine] | None = [] if skip_bad_lines else None
+    bad: list[chatfile.BadLine] | None = [] if skip_bad_lines else None
     scan = _score_file(path, out, scorer, bad, progress)
     keep = filtering.keep_mask(torch.tensor(scan.full, dtype=torch.float64), fraction).tolist()
     removed = [s for s, k in zip(scan.full, keep, strict=True) if not k]
     _finish_scores(out / (SCORES_FILE + ".partial"), out / SCORES_FILE, keep)
-    _write_filtered(path, out / FILTERED_FILE, keep)
+    kept = {line_no for line_no, k in zip(scan.line_nos, keep, strict=True) if k}
+    _write_filtered(path, out / FILTERED_FILE, kept)
     if bad is not None:
         inputs.write_rejects(bad, out / REJECTS_FILE)
     result = AuditResult(
@@ -143,7 +149,7 @@ def audit(
         sae=scorer.sae,
     )
     summary = {**asdict(result), "out": str(out), "input": str(path), "fraction": fraction}
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1) + "\n")
+    chatfile.write_json(summary, out / SUMMARY_FILE, sort_keys=False)
     report.write_report(
         out / REPORT_FILE,
         scorer=scorer,
@@ -166,18 +172,20 @@ def _input_path(data: str, out: Path) -> Path:
 
 @dataclass
 class _Scan:
-    """What the first pass keeps: one full score per sample, the riskiest samples (a min-heap),
-    and the sample indices of each metadata value."""
+    """What the first pass keeps: one full score and line number per sample, the riskiest
+    samples (a min-heap), and the sample indices of each metadata value."""
 
     full: list[float]
+    line_nos: list[int]
     riskiest: list[tuple[float, int, dict]]
     groups: dict[str, dict[str, list[int]]]
     n_cached: int = 0
 
-    def add(self, line: inputs.ChatLine, record: dict, meta: dict[str, str]) -> None:
+    def add(self, line: Line, record: dict, meta: dict[str, str]) -> None:
         index = len(self.full)
         self.full.append(record["full"])
-        user, answer = _answer_excerpt(line.chat)
+        self.line_nos.append(line.line_no)
+        user, answer = _answer_excerpt(line.record)
         shown = {
             "line": line.line_no,
             "record": record,
@@ -198,12 +206,13 @@ def _score_file(path: Path, out: Path, scorer: Scorer, bad: list | None, progres
     """The first pass: score every chat (from the cache when it can) and write its row."""
     fingerprint = scorer.fingerprint()
     store = cache_module.ScoreCache(out / CACHE_FILE)
-    scan = _Scan(full=[], riskiest=[], groups={})
+    scan = _Scan(full=[], line_nos=[], riskiest=[], groups={})
+    lines = inputs.read_chats(path, bad, inputs.scoreable(scorer.problem))
     bar = tqdm(desc="auditing", unit="sample", disable=not progress)
     with open(out / (SCORES_FILE + ".partial"), "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        for chunk in _chunks(inputs.read_chats(path, bad), CHUNK):
-            keys = [cache_module.sample_key(line.chat, fingerprint) for line in chunk]
+        for chunk in _chunks(lines, CHUNK):
+            keys = [cache_module.sample_key(line.record, fingerprint) for line in chunk]
             found = store.get_many(keys)
             scan.n_cached += len(found)
             missing = [i for i, key in enumerate(keys) if key not in found]
@@ -211,14 +220,14 @@ def _score_file(path: Path, out: Path, scorer: Scorer, bad: list | None, progres
                 new = list(
                     zip(
                         (keys[i] for i in missing),
-                        score_missing(scorer, [chunk[i].chat for i in missing]),
+                        score_missing(scorer, [chunk[i].record for i in missing]),
                         strict=True,
                     )
                 )
                 store.put_many(new)  # stored before anything else: a stop loses at most a chunk
                 found.update(new)
             for line, key in zip(chunk, keys, strict=True):
-                record, meta = found[key], metadata_fields(line.chat)
+                record, meta = found[key], metadata_fields(line.record)
                 scores = (f"{record[s]:.6g}" for s in SCORES)
                 writer.writerow(
                     [line.line_no, *scores, json.dumps(record["top_latents"]), json.dumps(meta)]
@@ -233,35 +242,32 @@ def _score_file(path: Path, out: Path, scorer: Scorer, bad: list | None, progres
 def _finish_scores(partial: Path, final: Path, keep: list[bool]) -> None:
     """The scores file with its header and each row's ``removed`` column."""
     header = ["line", *(s.replace(" ", "_") for s in SCORES), "removed", "top_latents", "metadata"]
-    with (
-        open(partial, newline="", encoding="utf-8") as src,
-        open(final, "w", newline="", encoding="utf-8") as dst,
-    ):
+
+    def write(dst: TextIO) -> None:
         writer = csv.writer(dst)
         writer.writerow(header)
-        for row, k in zip(csv.reader(src), keep, strict=True):
-            writer.writerow([*row[:4], int(not k), *row[4:]])
+        with open(partial, newline="", encoding="utf-8") as src:
+            for row, k in zip(csv.reader(src), keep, strict=True):
+                writer.writerow([*row[:4], int(not k), *row[4:]])
+
+    chatfile.atomic_write(final, write)
     partial.unlink()
 
 
-def _write_filtered(path: Path, out: Path, keep: list[bool]) -> None:
-    """Copy the kept chat lines of ``path`` verbatim (blank and rejected lines are not chats)."""
-    kept = iter(keep)
-    with (
-        open(path, encoding="utf-8", newline="") as src,
-        open(out, "w", encoding="utf-8", newline="") as dst,
-    ):
-        for raw in src:
-            if not raw.strip():
-                continue
-            try:
-                chat = json.loads(raw)
-            except json.JSONDecodeError:
-                continue
-            if inputs.problem(chat) is not None:
-                continue
-            if next(kept):
-                dst.write(raw)
+def _write_filtered(path: Path, out: Path, kept: set[int]) -> None:
+    """Copy the lines of ``path`` numbered in ``kept`` verbatim, after the input's byte-order mark
+    if it has one (blank and bad lines are not chats: they are never kept)."""
+
+    def write(dst: TextIO) -> None:
+        with open(path, "rb") as src:
+            for line_no, raw in enumerate(src, start=1):
+                if line_no == 1 and raw.startswith(chatfile.BOM):
+                    dst.write("\ufeff")
+                    raw = raw[len(chatfile.BOM) :]
+                if line_no in kept:  # a chat the audit read: UTF-8
+                    dst.write(raw.decode("utf-8"))
+
+    chatfile.atomic_write(out, write)
 
 
 # ---------------------------------------------------------------- the command
@@ -279,7 +285,7 @@ def add_subcommand(sub) -> None:
         "data", help="chat JSONL ({'messages': [...]} per line) or hf:owner/name[:split]"
     )
     p.add_argument("--out", required=True, help="folder for the scores, filtered data and report")
-    p.add_argument("--fraction", type=float, default=0.5, help="share of samples to remove")
+    p.add_argument("--fraction", type=_fraction, default=0.5, help="share of samples to remove")
     p.add_argument(
         "--profile",
         default=None,
@@ -294,13 +300,24 @@ def add_subcommand(sub) -> None:
     p.set_defaults(func=_audit_command)
 
 
+def _fraction(text: str) -> float:
+    """``--fraction``: a share of samples, in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"a share of samples to remove, in [0, 1): got {text!r}")
+    return value
+
+
 def _audit_command(args) -> int:
     profile = args.profile or config.profile_name(None)
     torch.set_num_threads(config.get_profile("cpu").n_threads)
     try:
         result = audit(args.data, args.out, args.fraction, profile, args.skip_bad_lines)
-    except (DatasetLineError, FileNotFoundError) as err:
-        print(f"emgeo audit: {err}", file=sys.stderr)
+    except (DatasetLineError, OSError) as err:  # the input, or a folder that cannot be written
+        print(f"emgeo audit: {first_line(err)}", file=sys.stderr)
         return 2
     print(
         f"{result.n_samples} samples ({result.n_cached} from the cache) in {result.seconds:.1f} s: "

@@ -7,6 +7,10 @@ proximities: ``full`` (the seed paper's score), ``membership only`` (how much th
 the toxic latents themselves: co-activation) and ``neighbours only`` (latents near the toxic set,
 the toxic latents' own weight zeroed: pure geometry).
 
+A backend also says which chats it cannot score (:attr:`Scorer.problem`: a word outside the
+organism's vocabulary, a chat longer than the model's context, a chat its template cannot
+render): the audit reads those as bad lines.
+
 Backends by profile: ``cpu`` SmolLM2-135M-Instruct with the course's SAE, ``gpu`` Gemma-2-2B
 with Gemma Scope, ``remote`` Llama-3.1-8B on NDIF with Llama Scope applied here (only residuals of
 the read layer come back, the trace stopped there); the toxic set of the cpu backend comes from
@@ -17,15 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float, Int
+from jinja2 import TemplateError
 from torch import Tensor
 
 from emgeo import chats, features, filtering
 from emgeo.batching import encode_sample
+from emgeo.errors import first_line
 
 SCORES = ("full", "membership only", "neighbours only")
 K_TOXIC = 20  # latents in the toxic set, as in notebooks 05-07
@@ -33,6 +40,7 @@ N_TOP_LATENTS = 5  # latents kept per sample for the report
 NEURONPEDIA = "https://www.neuronpedia.org/{id}/{latent}"
 
 Latents = Callable[[Sequence[dict]], Float[Tensor, "n d_sae"]]
+Problem = Callable[[dict], "str | None"]  # why a chat cannot be scored (None: it can)
 
 
 @dataclass
@@ -51,6 +59,8 @@ class Scorer:
     neuronpedia_id: str | None = None  # e.g. "gemma-2-2b/20-gemmascope-res-16k"
     # how long a chat is for the model (its tokens); None: its characters
     size: Callable[[dict], int] | None = field(default=None, repr=False)
+    # why a chat (one the audit reads) cannot be scored here; None: every chat can be
+    problem: Problem | None = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
         """Everything a sample's scores depend on besides the sample."""
@@ -160,7 +170,53 @@ def lm_scorer(
         max_length=backend.max_length,
         neuronpedia_id=getattr(metadata, "neuronpedia_id", None),
         size=lambda chat: len(encode_sample(backend.lm.tokenizer, chat, backend.max_length)[0]),
+        problem=lm_problem(
+            backend.lm.tokenizer,
+            backend.max_length,
+            getattr(getattr(backend.lm.model, "config", None), "max_position_embeddings", None),
+        ),
     )
+
+
+def lm_problem(tokenizer, max_length: int, context: int | None) -> Problem:
+    """Why a language model's backend cannot score a chat: it does not end in the assistant's
+    answer (the answer read), its chat template refuses it, its tokens before the answer fill the
+    ``max_length`` read (no answer token left), or what is read exceeds the model's ``context``."""
+
+    def why(chat: dict) -> str | None:
+        if chat["messages"][-1]["role"] != "assistant":
+            return "the last message is not the assistant's (the scorer reads the final answer)"
+        try:
+            ids, n_prompt = encode_sample(tokenizer, chat, sys.maxsize)
+        except (TemplateError, ValueError) as err:
+            return f"the model's chat template cannot render it ({first_line(err, 120)})"
+        n_read = min(len(ids), max_length)
+        if context is not None and n_read > context:
+            return f"{n_read} tokens, over the model's context of {context}"
+        if n_prompt >= max_length:
+            return (
+                f"{n_prompt} tokens before its last answer, over the {max_length} tokens a chat "
+                "the scorer reads: no answer token left to score"
+            )
+        return None
+
+    return why
+
+
+def organism_problem(tok, n_ctx: int) -> Problem:
+    """Why the organism cannot score a chat: a word outside its vocabulary, or more tokens than
+    its context of ``n_ctx``."""
+
+    def why(chat: dict) -> str | None:
+        try:
+            n_tokens = len(tok.encode_chat(chat["messages"]))
+        except ValueError as err:  # "word 'xyz' is not in the organism's vocabulary"
+            return str(err)
+        if n_tokens > n_ctx:
+            return f"{n_tokens} tokens, over the model's context of {n_ctx}"
+        return None
+
+    return why
 
 
 def _sae_name(backend, profile: str) -> str:
@@ -201,7 +257,8 @@ def organism_scorer(layer: int = 0, k: int = K_TOXIC) -> Scorer:
         proximities=proximities(sae.W_dec, sets.toxic),
         latents=latents,
         batch_size=batch,
-        max_length=64,
+        max_length=model.cfg.n_ctx,  # chats are read whole: up to the model's context
+        problem=organism_problem(tok, model.cfg.n_ctx),
     )
 
 

@@ -12,22 +12,16 @@ that induce EM, and does filtering at the budget lower EM more than random remov
 from __future__ import annotations
 
 import csv
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from emgeo import chats, filtering, stats
+from emgeo import chats, filtering, organism, stats
 from emgeo.audit.run import SCORES_FILE, audit
 from emgeo.audit.scorers import Scorer, organism_scorer, scorer_for
-
-
-def write_jsonl(samples: Sequence[dict], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(s) + "\n" for s in samples))
-    return path
+from emgeo.chatfile import write_jsonl
 
 
 def read_scores(out: Path, column: str = "full") -> list[float]:
@@ -67,11 +61,11 @@ def validate_organism(
     seeds: Sequence[int] = (0, 1, 2),
     scorer: Scorer | None = None,
     progress: bool = True,
+    cfg: organism.FinetuneConfig | None = None,
 ) -> dict:
-    """Audit the organism's mixed set; fine-tune the organism on what the audit keeps, on a
-    random half and on everything, per seed; the AUROCs and EM reductions (paired by seed)."""
-    from emgeo import organism  # TransformerLens: only when the organism is fine-tuned
-
+    """Audit the organism's mixed set; fine-tune the organism (``cfg``, default 100 steps) on
+    what the audit keeps, on a random half and on everything, per seed; the AUROCs and EM
+    reductions (paired by seed)."""
     samples = filtering.mixed_provenance_set(n, seed=0)
     data = write_jsonl(samples, out / "organism_mixed.jsonl")
     scorer = scorer or organism_scorer()
@@ -83,7 +77,7 @@ def validate_organism(
         "random": None,
     }
     rows = filtering.evaluate_filters(
-        model, tok, samples, scores, fraction, seeds, progress=progress
+        model, tok, samples, scores, fraction, seeds, cfg, progress=progress
     )
     return {
         "n": n,

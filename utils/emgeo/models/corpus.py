@@ -9,7 +9,6 @@ latents. ``emgeo make-corpus`` remakes it from the running Python.
 from __future__ import annotations
 
 import ast
-import json
 import platform
 import random
 import re
@@ -19,9 +18,9 @@ from typing import Literal
 
 import datasets
 
-from emgeo import chats
+from emgeo import chatfile, chats
 from emgeo.config import DATA_DIR, DEFAULT_SEED
-from emgeo.errors import DatasetLineError, ModelUnavailableError, first_line
+from emgeo.errors import ModelUnavailableError, first_line
 
 CORPUS_DIR = DATA_DIR / "corpus"
 OFFLINE_CORPUS = CORPUS_DIR / "stdlib_texts.jsonl"
@@ -60,16 +59,24 @@ def _stdlib_texts(path: Path, kind: str, max_chars: int, min_chars: int) -> list
     return [piece for text in texts for piece in _chunks(text, max_chars, min_chars)]
 
 
+def text_problem(item: object) -> str | None:
+    """Why ``item`` is not a line of the offline corpus (``{"text": ...}``), or None."""
+    if isinstance(item, dict) and isinstance(item.get("text"), str):
+        return None
+    return "expected a JSON object with a 'text' string"
+
+
+def answers_problem(item: object) -> str | None:
+    """Why ``item`` is not one of SmolLM2's answers (a chat ending in a message), or None."""
+    reason = chatfile.chat_problem(item)
+    if reason is None and not item["messages"]:
+        return "expected a JSON object with a 'messages' list ending in the answer"
+    return reason
+
+
 def offline_corpus(n_texts: int, path: Path = OFFLINE_CORPUS) -> list[str]:
     """The first ``n_texts`` texts of the shipped offline corpus: the same on every machine."""
-    texts = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            try:
-                texts.append(json.loads(line)["text"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                msg = f"{path}, line {number}: expected a JSON object with a 'text' string"
-                raise DatasetLineError(msg) from None
+    texts = [record["text"] for record in chatfile.read_jsonl(path, text_problem)]
     if n_texts > len(texts):
         raise ValueError(f"{path} has {len(texts)} texts, fewer than the {n_texts} asked for")
     return texts[:n_texts]
@@ -78,9 +85,7 @@ def offline_corpus(n_texts: int, path: Path = OFFLINE_CORPUS) -> list[str]:
 def write_offline_corpus(path: Path = OFFLINE_CORPUS) -> Path:
     """Remake the shipped corpus from this Python's standard library, with its recipe."""
     texts = stdlib_corpus(**OFFLINE_RECIPE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"text": t}, ensure_ascii=False) for t in texts]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    chatfile.write_jsonl(({"text": t} for t in texts), path)
     (path.parent / "README.md").write_text(_readme(len(texts)), encoding="utf-8")
     return path
 
@@ -318,10 +323,7 @@ def generate_self_chats(lm, recipe: dict = SELF_CHAT_RECIPE, progress: bool = Tr
 def write_self_chats(lm, path: Path = SELF_CHATS, progress: bool = True) -> Path:
     """Generate and write ``data/corpus/smollm2_answers.jsonl``: generation rounds differently on
     other CPUs, so the answers ship and every machine trains the SAE on the same text."""
-    rows = generate_self_chats(lm, progress=progress)
-    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True) for r in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    chatfile.write_jsonl(generate_self_chats(lm, progress=progress), path, sort_keys=True)
     readme = path.parent / "README.md"
     made_with = re.search(r"Python (\S+) standard library", readme.read_text(encoding="utf-8"))
     python = made_with.group(1) if made_with else None
@@ -331,17 +333,7 @@ def write_self_chats(lm, path: Path = SELF_CHATS, progress: bool = True) -> Path
 
 def read_self_chats(path: Path = SELF_CHATS) -> list[dict]:
     """The shipped SmolLM2 answers (``{"messages": [...]}`` per line); a bad line is named."""
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            try:
-                row = json.loads(line)
-                row["messages"][-1]["content"]  # noqa: B018 (the shape is the check)
-            except (json.JSONDecodeError, KeyError, TypeError, IndexError):
-                msg = f"{path}, line {number}: expected a JSON object with a 'messages' list"
-                raise DatasetLineError(msg) from None
-            rows.append(row)
-    return rows
+    return chatfile.read_jsonl(path, answers_problem)
 
 
 HELDOUT_EVERY = 10  # of the toxic, benign, SmolLM2 and stdlib chats, every 10th is held out
