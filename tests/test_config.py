@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import emgeo
 from emgeo import config, errors
 from emgeo.course import cli
 
@@ -56,9 +57,9 @@ def test_profile_error_renders_as_one_sentence_in_ipython():
 
 
 def test_setup_seeds_and_sets_threads():
-    prof = config.setup("cpu", seed=3, n_threads=1)
+    prof = emgeo.setup("cpu", seed=3, n_threads=1)
     first = torch.rand(3)
-    config.setup("cpu", seed=3, n_threads=1)
+    emgeo.setup("cpu", seed=3, n_threads=1)
     assert torch.equal(first, torch.rand(3)) and torch.get_num_threads() == 1 == prof.n_threads
 
 

@@ -133,19 +133,6 @@ def seed_everything(seed: int = DEFAULT_SEED) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def setup(
-    profile: str | None = None, seed: int = DEFAULT_SEED, n_threads: int | None = None
-) -> Profile:
-    """The one call at the top of every notebook: profile, threads, seeds and plot style."""
-    prof = get_profile(profile, n_threads=n_threads, seed=seed)
-    torch.set_num_threads(prof.n_threads)
-    seed_everything(seed)
-    from emgeo import plotting  # matplotlib: imported only when a notebook starts
-
-    plotting.set_style()
-    return prof
-
-
 # What each notebook runs in each profile (shown by `emgeo doctor` and notebook 00).
 NOTEBOOK_PLAN: dict[str, dict[str, str]] = {
     "00_orientation": {p: "environment check and a first exercise" for p in PROFILES},
