@@ -185,7 +185,9 @@ def write_jsonl(records: Iterable[object], path: Path | str, sort_keys: bool = F
     return atomic_write(path, write)
 
 
-def write_json(record: object, path: Path | str, indent: int = 1, sort_keys: bool = True) -> Path:
+def write_json(
+    record: object, path: Path | str, indent: int | None = 1, sort_keys: bool = True
+) -> Path:
     """One JSON document (a record of runs, a summary) with a final newline, atomically."""
     text = json.dumps(record, indent=indent, sort_keys=sort_keys) + "\n"
     return atomic_write(path, lambda f: f.write(text))
