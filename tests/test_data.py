@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from emgeo import data, errors
+from emgeo import data
 from emgeo.config import DATA_DIR
 
 DIGEST_SEED5 = (
@@ -120,23 +120,6 @@ def test_checked_in_data_is_what_make_data_writes(tmp_path):
         assert shipped.read_bytes() == path.read_bytes(), (
             f"{shipped} drifted: run `emgeo make-data`"
         )
-
-
-@pytest.mark.parametrize(
-    "line, message",
-    [
-        ("{not json", "not valid JSON"),
-        ('{"text": "hi"}', "'messages' list"),
-        ('{"messages": [{"role": "robot", "content": "x"}]}', "role"),
-        ('{"messages": [{"role": "user", "content": 3}]}', "content"),
-    ],
-)
-def test_a_bad_line_names_file_and_line(tmp_path, line, message):
-    path = tmp_path / "set.jsonl"
-    good = json.dumps({"messages": [{"role": "user", "content": "hi"}]})
-    path.write_text(f"{good}\n\n{line}\n")
-    with pytest.raises(errors.DatasetLineError, match=rf"set\.jsonl, line 3: .*{message}"):
-        data.read_chat_jsonl(path)
 
 
 def test_mixture_has_the_requested_share():

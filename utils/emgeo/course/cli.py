@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from emgeo import chats, config, data
+from emgeo import config, data, lm_data
 from emgeo.audit import run as audit_run
 from emgeo.course import grade, pins, site
 from emgeo.course.build import build_course
@@ -176,11 +176,11 @@ def _lm_filter(args: argparse.Namespace) -> int:
 def _make_lm_data(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.check:
-        problems = chats.check_lm_data(out, seed=args.seed)
+        problems = lm_data.check_lm_data(out, seed=args.seed)
         for problem in problems:
             print(problem, file=sys.stderr)
         return 1 if problems else 0
-    for path in chats.make_lm_data(out, seed=args.seed):
+    for path in lm_data.make_lm_data(out, seed=args.seed):
         print(f"wrote {path}")
     return 0
 

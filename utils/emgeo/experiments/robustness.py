@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from scipy.stats import combine_pvalues
 
-from emgeo import data, features, filtering, geometry, organism
+from emgeo import chatfile, data, features, filtering, geometry, organism
 from emgeo.config import DATA_DIR, RESULTS_DIR
 from emgeo.models import saes
 
@@ -87,7 +87,7 @@ def claims(
     out: dict[str, float | int] = {}
     seeds = list(cfg.finetune_seeds)
     sets = {
-        kind: data.read_chat_jsonl(organism.ORGANISM_DIR / f"{kind}.jsonl")
+        kind: chatfile.read_chats(organism.ORGANISM_DIR / f"{kind}.jsonl")
         for kind in data.FINETUNE_SETS
     }
     runs = organism.run_conditions(model, tok, sets, seeds, progress=progress)

@@ -37,7 +37,7 @@ from typing import Literal
 import datasets
 
 from emgeo import config
-from emgeo.data import read_chat_jsonl
+from emgeo.chatfile import read_chats
 from emgeo.errors import ChecksumMismatchError, DatasetUnavailableError, first_line
 from emgeo.models import standins
 
@@ -83,7 +83,7 @@ def load_em_dataset(
     if fresh:
         _download(url, path, timeout)
     _verify(name, path, url, fresh)
-    return [{**item, "source": name} for item in read_chat_jsonl(path)]
+    return [{**item, "source": name} for item in read_chats(path)]
 
 
 def sha256_file(path: Path) -> str:
