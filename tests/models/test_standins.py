@@ -51,12 +51,46 @@ def test_models_keep_the_architecture_depth_and_chat_format(name, arch, end):
     loaded = lm.load(name)
     spec = lm.MODELS[name]
     assert loaded.model.config.model_type == arch == spec.architecture
-    assert loaded.n_layers == spec.n_layers == loaded.model.config.num_hidden_layers
+    assert loaded.n_layers == standins.depth(spec.n_layers) == loaded.model.config.num_hidden_layers
+    assert (
+        saes.PRETRAINED_LAYER < loaded.n_layers - 1 < spec.n_layers
+    )  # read inside, not at the end
     assert loaded.d_model == standins.D_MODEL == loaded.model.config.hidden_size
     ids = lm.end_of_turn_ids(loaded.tokenizer)
     assert loaded.tokenizer.convert_ids_to_tokens(ids[0]) == end
     first, again = (standins.build(name, arch, 2)[0] for _ in range(2))
     assert torch.equal(first.lm_head.weight, again.lm_head.weight), "seeded by the name"
+
+
+# What makes a block run the code it runs at full size; sizes (widths, depth, vocabulary) aside.
+SAME_CODE = (
+    "model_type",
+    "hidden_activation",
+    "hidden_act",
+    "attn_logit_softcapping",
+    "final_logit_softcapping",
+    "tie_word_embeddings",
+    "attention_bias",
+    "mlp_bias",
+)
+
+
+@pytest.mark.parametrize(
+    "name, arch_file", [("gemma-2-2b-it", "gemma-2-2b"), ("llama-3.1-8b", "llama-3.1-8b")]
+)
+def test_a_standin_runs_the_full_size_models_code(name, arch_file):
+    real = json.loads((config.DATA_DIR / "arch" / f"{arch_file}.json").read_text())["model"]
+    tiny = lm.load(name).model
+    assert type(tiny).__name__ == real["architectures"][0]
+    for key in SAME_CODE:
+        if key in real:
+            assert getattr(tiny.config, key) == real[key], key
+    assert tiny.config.head_dim * tiny.config.num_attention_heads == tiny.config.hidden_size
+    layer_types = getattr(tiny.config, "layer_types", None)
+    if arch_file.startswith("gemma"):  # sliding-window and global attention in turn, as Gemma-2's
+        assert layer_types[:4] == ["sliding_attention", "full_attention"] * 2
+        assert len(layer_types) % 2 == 0
+    assert standins.depth(real["num_hidden_layers"]) == tiny.config.num_hidden_layers
 
 
 def test_remote_model_is_a_meta_build_traced_through_the_local_simulation(monkeypatch):

@@ -317,16 +317,18 @@ def _load_remote(spec: ModelSpec) -> LoadedLM:
 
 
 def _load_standin(spec: ModelSpec, nnsight: bool) -> LoadedLM:
-    """The stand-in of a gpu or remote model (``EMGEO_STANDINS=tiny``): the same architecture,
-    depth and chat format, ``standins.D_MODEL`` wide, on the CPU; a remote one is built on the
-    meta device from a saved copy, as NDIF models are, and traced with ``remote="local"``."""
-    tiny = dataclasses.replace(spec, d_model=standins.D_MODEL)
+    """The stand-in of a gpu or remote model (``EMGEO_STANDINS=tiny``): the same architecture
+    and chat format, ``standins.D_MODEL`` wide and ``standins.depth`` deep, on the CPU; a remote
+    one is built on the meta device from a saved copy, as NDIF models are, and traced with
+    ``remote="local"``."""
+    n_layers = standins.depth(spec.n_layers)
+    tiny = dataclasses.replace(spec, d_model=standins.D_MODEL, n_layers=n_layers)
     if spec.profile == "remote":
-        path = standins.saved(spec.name, spec.architecture, spec.n_layers)
+        path = standins.saved(spec.name, spec.architecture, n_layers)
         tokenizer = AutoTokenizer.from_pretrained(path)
         traced = TransformersModel(str(path), tokenizer=tokenizer, task="text-generation")
         return LoadedLM(tiny, traced.pipeline.model, _left_padded(traced.tokenizer), traced)
-    model, tokenizer = standins.build(spec.name, spec.architecture, spec.n_layers)
+    model, tokenizer = standins.build(spec.name, spec.architecture, n_layers)
     lm = LoadedLM(tiny, model, _left_padded(tokenizer))
     if nnsight:
         as_nnsight(lm)

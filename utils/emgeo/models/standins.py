@@ -4,7 +4,8 @@ With ``EMGEO_STANDINS=tiny`` every loader of :mod:`emgeo.models` returns a stand
 would fetch, so CI runs the notebooks' gpu and remote branches without a GPU, a key or a network:
 
 - :func:`emgeo.models.lm.load` gives a tiny random model of the real architecture (Gemma-2 or
-  Llama) with the real number of layers, a byte-level tokenizer and the family's chat format
+  Llama), 14 blocks deep (:data:`MAX_DEPTH`: past the layer the course reads), a byte-level
+  tokenizer and the family's chat format
   (:data:`CHAT_FORMATS`: the same special tokens and end-of-turn token as the real template);
   a remote model is built on the meta device from a saved copy and traced with nnsight's
   ``remote="local"`` simulation of NDIF;
@@ -42,6 +43,12 @@ from emgeo import chats, config
 
 ENV = config.STANDINS_ENV
 D_MODEL = 32  # width of every stand-in model
+# Depth of every stand-in: the blocks up to the deepest one the course reads (layer 12, the layer
+# of the pretrained SAEs: ``saes.PRETRAINED_LAYER``) and one more, so a trace stopped at the read
+# layer stops before the end as it does at full size. An even count keeps Gemma-2's alternation of
+# sliding-window and global attention layers whole. The real models have 26 (Gemma-2-2B) and 32
+# (Llama-3.1-8B) blocks of the same kinds: more of them would run the same code, only slower.
+MAX_DEPTH = 14
 D_SAE = 512  # latents of every stand-in SAE: more than the k = 100 of the gpu plans
 MAX_POSITIONS = 4096
 
@@ -164,8 +171,14 @@ def _seed(*parts: str) -> int:
     return zlib.crc32("/".join(parts).encode())
 
 
+def depth(n_layers: int) -> int:
+    """Blocks of the stand-in of a model with ``n_layers``: all of them, up to ``MAX_DEPTH``."""
+    return min(n_layers, MAX_DEPTH)
+
+
 def tiny_model(architecture: str, n_layers: int, vocab_size: int, seed: int) -> PreTrainedModel:
-    """A random model of the real architecture and depth, ``D_MODEL`` wide (seeded)."""
+    """A random model of the real architecture, ``n_layers`` deep and ``D_MODEL`` wide
+    (seeded)."""
     shared = dict(
         vocab_size=vocab_size,
         hidden_size=D_MODEL,
@@ -205,8 +218,9 @@ def build(
 
 
 def saved(name: str, architecture: str, n_layers: int, cache_dir: Path | None = None) -> Path:
-    """A saved copy of the stand-in (for nnsight's meta-device remote build); made once."""
-    path = (cache_dir or config.CACHE_DIR) / "standins" / name
+    """A saved copy of the stand-in (for nnsight's meta-device remote build); made once per
+    name and depth."""
+    path = (cache_dir or config.CACHE_DIR) / "standins" / f"{name}-{n_layers}-layers"
     if not (path / "config.json").exists():
         model, tokenizer = build(name, architecture, n_layers)
         model.save_pretrained(path)
