@@ -4,6 +4,8 @@ notebooks tested in the environment their outputs were stored in."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -66,6 +68,44 @@ def test_test_tooling_and_jupyterlab_are_extras_not_every_learners_install():
     binder = (REPO_ROOT / "binder" / "requirements.txt").read_text().splitlines()
     assert extras["lab"][0] in binder
     assert not {"nbval", "pytest"} & {d.split("==")[0] for d in binder}
+
+
+def _imported_libraries() -> dict[str, set[str]]:
+    """Every library outside the standard library that utils/emgeo imports, at module level or in
+    a function, with the modules that import it (code in string literals is not imported)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((REPO_ROOT / "utils" / "emgeo").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.partition(".")[0] for name in names}:
+                if top not in sys.stdlib_module_names and top not in {"emgeo", "__future__"}:
+                    found.setdefault(top, set()).add(path.stem)
+    return found
+
+
+def _dist(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_library_the_package_imports_is_pinned_exactly():
+    project = PYPROJECT["project"]
+    pins = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+    pinned = {_dist(pin.partition("==")[0]) for pin in pins if "==" in pin}
+    owners = importlib.metadata.packages_distributions()
+    only_on_colab = {"google"}  # google.colab: Colab's Secrets, imported only there
+    imported = _imported_libraries()
+    assert {"torch", "pandas", "huggingface_hub", "tokenizers", "traitlets"} <= set(imported)
+    unpinned = {
+        top: sorted(modules)
+        for top, modules in imported.items()
+        if top not in only_on_colab and not {_dist(d) for d in owners.get(top, [])} & pinned
+    }
+    assert not unpinned, f"imported but not pinned in pyproject.toml: {unpinned}"
 
 
 def test_setuptools_floor_reads_the_license_string():
