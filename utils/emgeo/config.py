@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emgeo import resources
 from emgeo.errors import ProfileError
 
 PROFILES: tuple[str, ...] = ("cpu", "gpu", "remote")
@@ -29,9 +30,10 @@ DEFAULT_SEED = 0
 STANDINS_ENV = "EMGEO_STANDINS"
 STANDIN_MODES: tuple[str, ...] = ("tiny",)
 
-# The repository root: utils/emgeo/config.py -> utils/emgeo -> utils -> root.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = REPO_ROOT / "data"
+# In a clone, the repository's root and its data/; from an installed wheel, the working directory
+# and the data the wheel carries (read only). A wheel has no solutions/ or course/.
+REPO_ROOT = resources.project_root()
+DATA_DIR = resources.data_dir()
 SOLUTIONS_DIR = REPO_ROOT / "solutions"
 COURSE_DIR = REPO_ROOT / "course"
 RESULTS_DIR = Path(os.environ.get("EMGEO_RESULTS_DIR", REPO_ROOT / "results"))
