@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml
 # notebook cell among them, run on stand-ins) and nbval over every notebook as another machine
 # would run it. Each one's output is printed whole when it ends.
 test: $(STAMP)
-	$(BIN)/ruff check utils tests benchmarks
+	$(BIN)/ruff check utils tests benchmarks data/templates/lm_code
 	$(MAKE) -j2 --output-sync=target test-units test-portable
 
 test-units: $(STAMP)
@@ -71,7 +71,7 @@ course: $(STAMP)
 	$(BIN)/emgeo build-course
 
 lint: $(STAMP)
-	$(BIN)/ruff check utils tests benchmarks
+	$(BIN)/ruff check utils tests benchmarks data/templates/lm_code
 
 clean:
 	rm -rf results build .cache
