@@ -241,10 +241,13 @@ def fake_ndif(monkeypatch, ndif_config):
         "post": (200, ResponseModel(id="job", status=Status.RECEIVED).model_dump()),
         "updates": [],
         "connect": None,
-        "headers": [],
+        "headers": [],  # the header of each websocket connection
+        "requests": [],  # the path of each HTTP request
+        "sockets": [],  # each websocket, with the messages it has not yet sent
     }
 
     def answer_post(request: httpx.Request) -> httpx.Response:
+        server["requests"].append(request.url.path)
         assert request.url.path == "/request"
         if isinstance(server["post"], Exception):
             raise server["post"]
@@ -255,7 +258,8 @@ def fake_ndif(monkeypatch, ndif_config):
         server["headers"].append(header)
         if server["connect"] is not None:
             raise server["connect"]
-        return FakeSocket(server["updates"])
+        server["sockets"].append(FakeSocket(server["updates"]))
+        return server["sockets"][-1]
 
     client = httpx.Client
     transport = httpx.MockTransport(answer_post)
@@ -383,8 +387,12 @@ def test_other_exceptions_pass_through_unchanged():
 
 
 def test_a_completed_job_is_untouched(fake_ndif, tiny):
-    """The fake server itself works: a job that fails nowhere raises nothing to translate."""
+    """The fake server itself works: a job that fails nowhere is sent once, with the key, read to
+    its last update, and raises nothing to translate."""
     fake_ndif["updates"] = [
         ResponseModel(id="job", status=Status.COMPLETED, data=None).model_dump_json()
     ]
     remote_trace(tiny)
+    assert fake_ndif["requests"] == ["/request"]
+    assert fake_ndif["headers"] == [{"ndif-api-key": "key-from-config"}]
+    assert [socket.messages for socket in fake_ndif["sockets"]] == [[]], "an update was not read"
