@@ -37,9 +37,10 @@ import pytest
 from emgeo.config import COURSE_DIR, SOLUTIONS_DIR
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
@@ -63,27 +64,22 @@ def _free_port() -> int:
 
 
 def _wait(
-    what: str, predicate: Callable[[], Any], timeout: float, every: float = 0.25, driver=None
+    driver, what: str, predicate: Callable[[], Any], timeout: float, every: float = 0.25
 ) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` otherwise.
+    """Wait with Selenium's WebDriverWait until ``predicate`` returns something truthy (a
+    WebDriverException, such as a stale element, counts as not yet); return that value.
 
-    With ``driver``, a failure saves a screenshot of the page and says where.
+    On a timeout the test fails naming ``what``, with a screenshot of the page saved and named.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except WebDriverException:
-            value = None
-        if value:
-            return value
-        time.sleep(every)
-    shot = ""
-    if driver is not None:
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=every, ignored_exceptions=(WebDriverException,)
+    )
+    try:
+        return wait.until(lambda _: predicate())
+    except TimeoutException:
         path = Path(os.environ.get("TMPDIR", "/tmp")) / f"emgeo-browser-{int(time.time())}.png"
         driver.save_screenshot(str(path))
-        shot = f" (the page then: {path})"
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{shot}")
+        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (the page then: {path})")
 
 
 def _png(data: bytes):
@@ -191,8 +187,9 @@ def _fast_sweep(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory) -> Iterator[str]:
-    """JupyterLab on a copy of course/, on a free local port with a token; yields its base URL."""
+def lab(tmp_path_factory, browser) -> Iterator[str]:
+    """JupyterLab on a copy of course/, on a free local port with a token; yields its base URL
+    (the browser waits for it to answer)."""
     home = tmp_path_factory.mktemp("lab")
     course = home / "course"
     shutil.copytree(COURSE_DIR, course)
@@ -214,7 +211,7 @@ def lab(tmp_path_factory) -> Iterator[str]:
         except OSError:
             return False
 
-    _wait("jupyter lab to answer", up, timeout=60, every=0.5)
+    _wait(browser, "jupyter lab to answer", up, timeout=60, every=0.5)
     yield f"{base}/lab/tree/{{}}?token={token}"
     proc.terminate()
     try:
@@ -234,8 +231,9 @@ def _output_text(driver, index: int) -> str:
 
 def _open_notebook(driver, lab_url: str, name: str, n_cells: int) -> None:
     driver.get(lab_url.format(name))
-    _wait(f"{name} to open", lambda: len(_cells(driver)) == n_cells, timeout=60)
+    _wait(driver, f"{name} to open", lambda: len(_cells(driver)) == n_cells, timeout=60)
     _wait(
+        driver,
         "the kernel to be idle",
         lambda: (
             driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator")
@@ -257,7 +255,7 @@ def _menu(driver, menu: str, label: str) -> None:
         entries = driver.find_elements(By.CSS_SELECTOR, ".lm-Menu-item .lm-Menu-itemLabel")
         return next((e for e in entries if e.text.strip() == label), None)
 
-    _wait(f"{menu} > {label}", item, timeout=10).click()
+    _wait(driver, f"{menu} > {label}", item, timeout=10).click()
 
 
 def _run_cell(driver, index: int, timeout: float = 120) -> None:
@@ -270,6 +268,7 @@ def _run_cell(driver, index: int, timeout: float = 120) -> None:
     ).perform()
     prompt = cell.find_element(By.CSS_SELECTOR, ".jp-InputPrompt")
     _wait(
+        driver,
         f"cell {index} to finish",
         lambda: re.fullmatch(r"\[\d+\]:", prompt.text.strip()),
         timeout=timeout,
@@ -289,6 +288,7 @@ def test_lab_runs_orientation_and_renders_the_first_check(browser, lab):
     _menu(browser, "Run", "Run All Cells")
 
     failure = _wait(
+        browser,
         "the first check's message",
         lambda: "CheckFailed" in _output_text(browser, check) and _output_text(browser, check),
         timeout=120,
@@ -322,9 +322,7 @@ def test_lab_widget_explorer_redraws_when_a_slider_moves(browser, lab):
     for needle in ("emgeo.setup(", "sweep = toy.train_sweep(", "plotting.toy_explorer(sweep)"):
         _run_cell(browser, _index(path, needle))
 
-    first = _wait(
-        "the explorer's figure", lambda: _explorer_image(browser), timeout=60, driver=browser
-    )
+    first = _wait(browser, "the explorer's figure", lambda: _explorer_image(browser), timeout=60)
     sliders = browser.find_elements(By.CSS_SELECTOR, ".widget-interact .widget-slider")
     assert [s.find_element(By.CSS_SELECTOR, ".widget-label").text for s in sliders] == [
         "sparsity S",
@@ -337,8 +335,9 @@ def test_lab_widget_explorer_redraws_when_a_slider_moves(browser, lab):
     handle.click()
     handle.send_keys(Keys.ARROW_LEFT)
 
-    _wait("the slider to move to 0.95", lambda: readout.text == "0.95", timeout=10)
+    _wait(browser, "the slider to move to 0.95", lambda: readout.text == "0.95", timeout=10)
     second = _wait(
+        browser,
         "the figure to be redrawn",
         lambda: (src := _explorer_image(browser)) and src != first and src,
         timeout=30,
@@ -401,13 +400,13 @@ def _typeset_beside(driver, element, tex: str):
         element,
         f"\\[{tex.strip()}\\]",
     )
-    _wait("the reference equation", lambda: _mathjax_done(driver), timeout=30)
+    _wait(driver, "the reference equation", lambda: _mathjax_done(driver), timeout=30)
     return driver.find_element(By.CSS_SELECTOR, "div.math.reference .MathJax_Display .math")
 
 
 def test_site_typesets_the_math_of_its_pages(browser, site):
     browser.get(f"{site}/index.html")
-    _wait("MathJax to typeset the home page", lambda: _mathjax_done(browser), timeout=30)
+    _wait(browser, "MathJax to typeset the home page", lambda: _mathjax_done(browser), timeout=30)
     text = browser.find_element(By.TAG_NAME, "body").text
     assert "Math Processing Error" not in text
     assert "\\langle" not in text and "\\Delta" not in text, "raw TeX is showing"
@@ -427,7 +426,7 @@ def test_site_typesets_the_math_of_its_pages(browser, site):
     assert _difference(page, reference) < 4, "the equation does not look as its TeX typesets"
 
     browser.get(f"{site}/notebooks/02_neighbor_feature_drag.html")
-    _wait("MathJax on notebook 02", lambda: _mathjax_done(browser), timeout=30)
+    _wait(browser, "MathJax on notebook 02", lambda: _mathjax_done(browser), timeout=30)
     n_math, untypeset = browser.execute_script(
         "const all = [...document.querySelectorAll('.math.notranslate')];"
         "return [all.length, all.filter(e => !e.querySelector('.MathJax')).length];"
@@ -451,13 +450,14 @@ def _stored_figures(name: str) -> list:
 @pytest.mark.parametrize("name", ["00_orientation", "02_neighbor_feature_drag"])
 def test_site_pages_show_the_notebooks_figures(browser, site, name):
     browser.get(f"{site}/notebooks/{name}.html")
-    _wait(f"MathJax on {name}", lambda: _mathjax_done(browser), timeout=30)
+    _wait(browser, f"MathJax on {name}", lambda: _mathjax_done(browser), timeout=30)
     expected = _stored_figures(name)
     images = browser.find_elements(By.CSS_SELECTOR, ".cell_output img")
     assert len(images) == len(expected) > 0
     for k, (image, figure) in enumerate(zip(images, expected, strict=True)):
         _show(browser, image)
         _wait(
+            browser,
             f"figure {k} to load",
             lambda image=image: browser.execute_script(
                 "return arguments[0].complete && arguments[0].naturalWidth > 0;", image
