@@ -41,6 +41,10 @@ def test_the_gpu_and_remote_backends_audit_on_standins(profile, tmp_path, monkey
     monkeypatch.setattr(config, "ndif_key_configured", lambda: False)
     scorer = scorers.lm_scorer(profile, n_reference=4, batch_size=3, max_length=64, progress=False)
     assert scorer.toxic.shape == (scorers.K_TOXIC,) and scorer.layer == 12
+    # the backend names the chats it cannot score: here, a prompt that fills the 64 tokens read
+    assert scorer.problem(_chats(1)[0]) is None
+    long = {"messages": [{"role": "user", "content": "Why? " * 100}, _chats(1)[0]["messages"][1]]}
+    assert scorer.problem(long).endswith("no answer token left to score")
     data = _write(tmp_path / "d.jsonl", _chats(7))
     result = audit(data, tmp_path / "out", fraction=0.3, scorer=scorer, progress=False)
     assert (result.n_samples, result.n_removed) == (7, 2)
