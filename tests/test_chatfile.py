@@ -48,7 +48,7 @@ def test_records_come_in_order_with_their_line_numbers_and_text_and_blank_lines_
     assert chatfile.read_chats(path) == [_chat("a"), _chat("b")] == chatfile.read_jsonl(path)
 
 
-def test_the_reader_streams_a_line_is_read_before_the_next_is_written(tmp_path):
+def test_the_reader_streams_each_record_comes_before_the_next_line_is_read(tmp_path):
     path = _write_bytes(tmp_path / "d.jsonl", _line(_chat("a")), b"{broken\n")
     lines = chatfile.read_lines(path)
     assert next(lines).line_no == 1  # the bad line 2 is not read yet
@@ -168,8 +168,8 @@ def test_records_are_written_one_a_line_in_utf8_without_escapes(tmp_path):
 
 
 def test_a_json_document_ends_in_a_newline_with_sorted_keys_by_default(tmp_path):
-    path = chatfile.write_json({"b": [1], "a": 2}, tmp_path / "r.json")
-    assert path.read_text() == '{\n "a": 2,\n "b": [\n  1\n ]\n}\n'
+    path = chatfile.write_json({"b": [1], "a": "é"}, tmp_path / "r.json")
+    assert path.read_text() == '{\n "a": "\\u00e9",\n "b": [\n  1\n ]\n}\n'
     path = chatfile.write_json({"b": 1, "a": 2}, tmp_path / "r.json", indent=None, sort_keys=False)
     assert path.read_text() == '{"b": 1, "a": 2}\n'
 

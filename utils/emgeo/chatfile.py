@@ -5,8 +5,8 @@ datasets it ships, a learner's fine-tuning set handed to ``emgeo audit``, the li
 aside. Reading streams the file line by line and names the file and the line of anything wrong:
 bytes that are not UTF-8 (with their byte offset), malformed JSON, a record that is not a chat.
 A UTF-8 byte-order mark, as Windows tools write, is read past. Blank lines are skipped. Writing is
-one convention: UTF-8 without escapes, ``\\n`` line ends, replaced atomically (a reader never sees
-half a file, and a stop in the middle leaves the old file whole).
+one convention: UTF-8, JSONL lines without escapes, ``\\n`` line ends, replaced atomically (a reader
+never sees half a file, and a stop in the middle leaves the old file whole).
 """
 
 from __future__ import annotations
@@ -188,6 +188,7 @@ def write_jsonl(records: Iterable[object], path: Path | str, sort_keys: bool = F
 def write_json(
     record: object, path: Path | str, indent: int | None = 1, sort_keys: bool = True
 ) -> Path:
-    """One JSON document (a record of runs, a summary) with a final newline, atomically."""
+    """One JSON document (a record of runs, a summary) with a final newline, atomically; non-ASCII
+    characters stay ``\\u`` escapes, as the course's records have always been written."""
     text = json.dumps(record, indent=indent, sort_keys=sort_keys) + "\n"
     return atomic_write(path, lambda f: f.write(text))
