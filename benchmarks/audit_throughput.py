@@ -98,7 +98,7 @@ def child_naive(n: int) -> dict:
             acts = out.hidden_states[scorer.layer + 1]  # after block `layer`
             latents = sae.encode(acts)
             mean = (latents * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-            score_latents(mean, scorer.proximities)
+            score_latents(mean, scorer.proximity, scorer.toxic)
     seconds = time.perf_counter() - start
     return {
         "n": n,

@@ -221,19 +221,77 @@ def test_filter_keep_for_no_filter_random_and_scores():
     assert everything.all()
 
 
-def test_ablated_proximities_split_membership_from_nearness():
-    W = torch.randn(30, 8, generator=torch.Generator().manual_seed(0))
+# Four latents: 0 is the toxic set; 1 lies near it (proximity 0.9), 2 and 3 far (0.1).
+PLANTED_PROXIMITY = torch.tensor([1.0, 0.9, 0.1, 0.1])
+PLANTED_TOXIC = torch.tensor([0])
+PLANTED = {
+    "only toxic": [2.0, 0.0, 0.0, 0.0],
+    "toxic and near": [3.0, 1.0, 0.0, 0.0],
+    "only near": [0.0, 1.0, 0.0, 0.0],
+    "only far": [0.0, 0.0, 1.0, 1.0],
+    "near and far": [0.0, 1.0, 1.0, 0.0],
+}
+
+
+def planted_parts() -> dict[str, dict[str, float]]:
+    latents = torch.tensor(list(PLANTED.values()))
+    parts = filtering.ablated_scores(latents, PLANTED_PROXIMITY, PLANTED_TOXIC)
+    return {kind: dict(zip(PLANTED, v.tolist(), strict=True)) for kind, v in parts.items()}
+
+
+def test_membership_is_the_share_of_activation_on_toxic_latents():
+    member = planted_parts()["membership only"]
+    assert member == pytest.approx(
+        {
+            "only toxic": 1.0,
+            "toxic and near": 0.75,
+            "only near": 0.0,
+            "only far": 0.0,
+            "near and far": 0.0,
+        }
+    )
+
+
+def test_neighbours_average_over_the_non_toxic_latents_only():
+    neighbours = planted_parts()["neighbours only"]
+    # Firing toxic latents beside a near one neither raises nor dilutes the neighbours score:
+    # "full minus membership" (the sum over non-toxic latents divided by all activation) gives
+    # 0.9 / 4 = 0.225 here.
+    assert neighbours["toxic and near"] == pytest.approx(neighbours["only near"]) == 0.9
+    assert neighbours["only far"] == pytest.approx(0.1)
+    assert neighbours["near and far"] == pytest.approx(0.5)
+    assert neighbours["only toxic"] == 0.0, "no activation outside the toxic set: no neighbours"
+
+
+def test_the_full_score_mixes_membership_and_nearness():
+    full = planted_parts()["full"]
+    assert full["only toxic"] == pytest.approx(1.0)
+    assert full["toxic and near"] == pytest.approx((3.0 + 0.9) / 4)
+    assert full["only far"] == pytest.approx(0.1)
+    latents = torch.tensor(list(PLANTED.values()))
+    torch.testing.assert_close(
+        filtering.ablated_scores(latents, PLANTED_PROXIMITY, PLANTED_TOXIC)["full"],
+        filtering.geometric_scores(latents, PLANTED_PROXIMITY),
+    )
+
+
+def test_ablated_scores_on_random_latents_match_their_definitions():
+    gen = torch.Generator().manual_seed(0)
+    W = torch.randn(30, 8, generator=gen)
+    latents = torch.relu(torch.randn(6, 30, generator=gen))
     toxic = torch.tensor([2, 5, 7])
-    parts = filtering.ablated_proximities(W, toxic, "max")
-    torch.testing.assert_close(parts["full"], filtering.feature_proximity(W, toxic, "max"))
-    member = torch.zeros(30)
-    member[toxic] = 1.0
-    torch.testing.assert_close(parts["membership only"], member)
+    proximity = filtering.feature_proximity(W, toxic, "max")
+    assert torch.allclose(proximity[toxic], torch.ones(3)), "a toxic latent's max is itself"
+    parts = filtering.ablated_scores(latents, proximity, toxic)
     others = torch.ones(30, dtype=torch.bool)
     others[toxic] = False
-    assert (parts["neighbours only"][toxic] == 0).all()
-    torch.testing.assert_close(parts["neighbours only"][others], parts["full"][others])
-    assert torch.allclose(parts["full"][toxic], torch.ones(3)), "a toxic latent's max is itself"
+    torch.testing.assert_close(
+        parts["membership only"], latents[:, toxic].sum(-1) / latents.sum(-1)
+    )
+    torch.testing.assert_close(
+        parts["neighbours only"],
+        latents[:, others] @ proximity[others] / latents[:, others].sum(-1),
+    )
 
 
 def test_selectivity_is_em_cut_over_task_cut():

@@ -52,7 +52,7 @@ def word_scorer(
         layer=0,
         toxic=toxic,
         toxic_reference="the word hate",
-        proximities=scorers.proximities(W_dec, toxic),
+        proximity=scorers.proximity(W_dec, toxic),
         latents=latents,
         batch_size=4,
         neuronpedia_id=neuronpedia,

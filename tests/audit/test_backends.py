@@ -49,7 +49,7 @@ def test_the_gpu_and_remote_backends_audit_on_standins(profile, tmp_path, monkey
     result = audit(data, tmp_path / "out", fraction=0.3, scorer=scorer, progress=False)
     assert (result.n_samples, result.n_removed) == (7, 2)
     # one at a time gives the same scores as in batches of similar length
-    single = scorers.score_latents(scorer.latents(_chats(7)[:1]), scorer.proximities)[0]
+    single = scorers.score_latents(scorer.latents(_chats(7)[:1]), scorer.proximity, scorer.toxic)[0]
     with open(tmp_path / "out" / SCORES_FILE) as f:
         first = next(csv.DictReader(f))
     assert float(first["full"]) == pytest.approx(single["full"], rel=1e-3, abs=1e-4)

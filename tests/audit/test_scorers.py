@@ -28,7 +28,7 @@ def test_the_fingerprint_changes_with_everything_a_score_depends_on():
 def test_records_hold_the_three_scores_and_the_top_latents_by_contribution():
     scorer = word_scorer()
     latents = torch.tensor([[2.0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 0]])
-    first, silent = scorers.score_latents(latents, scorer.proximities)
+    first, silent = scorers.score_latents(latents, scorer.proximity, scorer.toxic)
     assert set(first) == {*scorers.SCORES, "top_latents", "n_active"}
     assert first["n_active"] == 2 and [t[0] for t in first["top_latents"]] == [0, 4]
     assert first["top_latents"][0] == [0, 2.0, 1.0]

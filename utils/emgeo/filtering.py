@@ -6,7 +6,7 @@ and :func:`keep_mask` removes the highest-scoring ``fraction``. The filters:
 - **geometric** (:func:`geometric_scores`): the sample's active SAE features, weighted by their
   activation, scored by how close their decoder directions lie to the toxic feature set
   (``"max"``: the nearest toxic feature, ``"mean"``: the average over the set), and its two parts
-  (:func:`ablated_proximities`): membership in the toxic set, and nearness without membership;
+  (:func:`ablated_scores`): membership in the toxic set, and nearness without membership;
 - **random**: scores drawn from a seeded generator (removal at the same budget);
 - **oracle**: the provenance the set was built with (1 for inducing samples): the bound;
 - **keyword**: a text-level heuristic, the count of insecure-code phrases in the answer, standing
@@ -47,6 +47,38 @@ def feature_proximity(
     if how == "mean":
         return sims.mean(-1)
     raise ValueError(f"how must be 'max' or 'mean', not {how!r}")
+
+
+ABLATIONS = ("full", "membership only", "neighbours only")
+
+
+def ablated_scores(
+    latents: Float[Tensor, "samples d_sae"],
+    proximity: Float[Tensor, " d_sae"],
+    toxic: Int[Tensor, " k"],
+) -> dict[str, Float[Tensor, " samples"]]:
+    """The geometric score taken apart into what drives it, per sample:
+
+    - ``full``: :func:`geometric_scores` with ``proximity`` (a toxic latent's own is 1 with
+      ``how="max"``, so it mixes the two parts below);
+    - ``membership only``: the sample's share of activation on the toxic latents (it fires toxic
+      features: co-activation);
+    - ``neighbours only``: the proximity-weighted mean over the sample's *non-toxic* latents,
+      ``sum_{j not in T} a_j p_j / sum_{j not in T} a_j``, numerator and denominator both without
+      the toxic latents (it fires features that lie near toxic ones: geometry). A sample with no
+      activation outside the toxic set has no neighbours to score and scores 0.
+
+    Dividing the neighbours' sum by *all* activation instead would make it "full minus
+    membership", lowering the score of any sample that fires toxic latents by dilution alone.
+    """
+    is_toxic = torch.zeros(latents.shape[-1], dtype=torch.bool, device=latents.device)
+    is_toxic[toxic.to(latents.device)] = True
+    outside = latents * (~is_toxic).to(latents.dtype)
+    return {
+        "full": geometric_scores(latents, proximity),
+        "membership only": geometric_scores(latents, is_toxic.to(latents.dtype)),
+        "neighbours only": geometric_scores(outside, proximity),
+    }
 
 
 def ablated_proximities(

@@ -1,11 +1,11 @@
 """What scores a sample: a model, an SAE at one layer, a toxic set of SAE latents, and the
-proximity of every latent to that set (:func:`emgeo.filtering.ablated_proximities`).
+proximity of every latent to that set (:func:`emgeo.filtering.feature_proximity`, ``max``).
 
-A sample's latents are the SAE's latents averaged over its assistant tokens; its scores are their
-activation-weighted mean proximity (:func:`emgeo.filtering.geometric_scores`) under three
-proximities: ``full`` (the seed paper's score), ``membership only`` (how much the sample activates
-the toxic latents themselves: co-activation) and ``neighbours only`` (latents near the toxic set,
-the toxic latents' own weight zeroed: pure geometry).
+A sample's latents are the SAE's latents averaged over its assistant tokens; its three scores
+(:func:`emgeo.filtering.ablated_scores`) are ``full``, the activation-weighted mean proximity of
+its latents (the seed paper's score); ``membership only``, its share of activation on the toxic
+latents themselves (co-activation); and ``neighbours only``, the activation-weighted mean
+proximity of its *non-toxic* latents alone (latents near the toxic set: geometry).
 
 A backend also says which chats it cannot score (:attr:`Scorer.problem`: a word outside the
 organism's vocabulary, a chat longer than the model's context, a chat its template cannot
@@ -34,7 +34,10 @@ from emgeo import chats, features, filtering
 from emgeo.batching import encode_sample
 from emgeo.errors import first_line
 
-SCORES = ("full", "membership only", "neighbours only")
+SCORES = filtering.ABLATIONS  # ("full", "membership only", "neighbours only")
+# Bumped when a score's formula changes, so cached scores of an earlier formula are not reused
+# (2: neighbours only averages over the non-toxic latents alone).
+SCORES_VERSION = 2
 K_TOXIC = 20  # latents in the toxic set, as in notebooks 05-07
 N_TOP_LATENTS = 5  # latents kept per sample for the report
 NEURONPEDIA = "https://www.neuronpedia.org/{id}/{latent}"
@@ -52,7 +55,7 @@ class Scorer:
     layer: int
     toxic: Int[Tensor, " k"]
     toxic_reference: str
-    proximities: dict[str, Float[Tensor, " d_sae"]]
+    proximity: Float[Tensor, " d_sae"]  # every latent's nearness to the toxic set
     latents: Latents = field(repr=False)  # takes any number of chats, batches them itself
     batch_size: int = 8  # chats per model run
     max_length: int = 512
@@ -70,6 +73,7 @@ class Scorer:
             "layer": self.layer,
             "toxic": self.toxic.tolist(),
             "max_length": self.max_length,
+            "scores": SCORES_VERSION,
         }
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -82,15 +86,15 @@ class Scorer:
         """One record per sample: its three scores and its top latents by contribution to the
         full score (``[latent, mean activation, proximity]``)."""
         latents = self.latents(samples).float().cpu()
-        return score_latents(latents, self.proximities)
+        return score_latents(latents, self.proximity, self.toxic)
 
 
 def score_latents(
-    latents: Float[Tensor, "n d_sae"], proximities: dict[str, Float[Tensor, " d_sae"]]
+    latents: Float[Tensor, "n d_sae"], proximity: Float[Tensor, " d_sae"], toxic: Int[Tensor, " k"]
 ) -> list[dict]:
     """The records of :meth:`Scorer.score` from per-sample latents."""
-    scores = {name: filtering.geometric_scores(latents, p.cpu()) for name, p in proximities.items()}
-    full = proximities["full"].cpu().float()
+    full = proximity.cpu().float()
+    scores = filtering.ablated_scores(latents, full, toxic.cpu())
     contribution = latents * full / latents.sum(-1, keepdim=True).clamp_min(1e-8)
     top = contribution.topk(min(N_TOP_LATENTS, latents.shape[1]), dim=-1).indices
     records = []
@@ -100,7 +104,7 @@ def score_latents(
             for j in top[i].tolist()
             if latents[i, j] > 0
         ]
-        record = {name: float(scores[name][i]) for name in proximities}
+        record = {name: float(scores[name][i]) for name in SCORES}
         record.update(top_latents=tops, n_active=int((latents[i] > 0).sum()))
         records.append(record)
     return records
@@ -113,11 +117,10 @@ def toxic_set(
     return features.top_features(toxic_latents, benign_latents, k)
 
 
-def proximities(W_dec: Float[Tensor, "d_sae d_model"], toxic: Tensor) -> dict[str, Tensor]:
-    return {
-        name: p.float().cpu()
-        for name, p in filtering.ablated_proximities(W_dec.detach().float(), toxic).items()
-    }
+def proximity(W_dec: Float[Tensor, "d_sae d_model"], toxic: Tensor) -> Float[Tensor, " d_sae"]:
+    """Every latent's proximity to the toxic set: its largest decoder cosine with a toxic
+    latent (1 for a toxic latent itself)."""
+    return filtering.feature_proximity(W_dec.detach().float(), toxic, "max").float().cpu()
 
 
 # ---------------------------------------------------------------- backends
@@ -164,7 +167,7 @@ def lm_scorer(
         layer=backend.layer,
         toxic=toxic.cpu(),
         toxic_reference=reference,
-        proximities=proximities(backend.sae.W_dec, toxic),
+        proximity=proximity(backend.sae.W_dec, toxic),
         latents=backend.sample_latents,
         batch_size=batch_size,
         max_length=backend.max_length,
@@ -254,7 +257,7 @@ def organism_scorer(layer: int = 0, k: int = K_TOXIC) -> Scorer:
         layer=layer,
         toxic=sets.toxic,
         toxic_reference=f"the {k} SAE latents most active on toxic vs aligned answers (as in 05)",
-        proximities=proximities(sae.W_dec, sets.toxic),
+        proximity=proximity(sae.W_dec, sets.toxic),
         latents=latents,
         batch_size=batch,
         max_length=model.cfg.n_ctx,  # chats are read whole: up to the model's context
