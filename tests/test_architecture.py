@@ -24,10 +24,11 @@ MODULES = sorted(
 # profile is asked for; the run-time check below imports it with the science core.)
 BASE = ["emgeo.config", "emgeo.errors", "emgeo.resources"]
 # The subpackages above the science core, lowest first; a module may import its own layer and
-# the layers below it. Every other module (top-level or in another subpackage, such as
-# emgeo.experiments) is science: one module per notebook plus what they share. ``emgeo`` itself,
-# the package whose __init__ every import runs first, stands above all (emgeo.setup).
-ABOVE_SCIENCE = ["models", "audit", "course"]
+# the layers below it (emgeo.experiments runs the notebooks' claims again with the organisms'
+# SAEs of emgeo.models). Every other module is science: one module per notebook plus what they
+# share. ``emgeo`` itself, the package whose __init__ every import runs first, stands above all
+# (emgeo.setup).
+ABOVE_SCIENCE = ["models", "experiments", "audit", "course"]
 LAYERS = ["base", "science", *ABOVE_SCIENCE]
 
 
@@ -43,7 +44,9 @@ def layer(module: str) -> str | None:
 
 SCIENCE = [m for m in MODULES if layer(m) == "science"]
 # Of those, the ones that do not build on TransformerLens (which itself imports transformers).
-LIGHT = "emgeo.batching emgeo.chatfile emgeo.geometry emgeo.sae emgeo.stats emgeo.toy".split()
+LIGHT = (
+    "emgeo.batching emgeo.chatfile emgeo.geometry emgeo.runner emgeo.sae emgeo.stats emgeo.toy"
+).split()
 MODEL_LIBRARIES = ("transformers", "nnsight", "peft")
 
 
@@ -84,6 +87,8 @@ def test_the_layout_is_what_the_readme_maps():
     assert {"emgeo.toy", "emgeo.chats", "emgeo.answer_classifier", "emgeo.chatfile"} <= set(SCIENCE)
     assert not {"emgeo", *BASE} & set(SCIENCE)
     assert layer("emgeo.models.lm") == "models" and layer("emgeo.course.grading.kernel") == "course"
+    assert layer("emgeo.experiments.robustness") == "experiments" == layer("emgeo.experiments")
+    assert layer("emgeo.runner") == "science"
 
 
 def test_no_import_cycle():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from emgeo import data, filtering, organism
+from emgeo import data, filtering, organism, runner
 from emgeo.models import pipeline
 
 
@@ -97,12 +97,12 @@ def test_own_answers_are_the_models_and_reproducible():
 def test_evaluate_filters_rows_and_budget():
     model, tok = organism.load()
     samples = filtering.mixed_provenance_set(32, seed=0)
-    scores = {"none": None, "random": None, "oracle": filtering.oracle_scores(samples)}
+    filters = runner.with_controls({"oracle": filtering.oracle_scores(samples)})
     rows = filtering.evaluate_filters(
         model,
         tok,
         samples,
-        scores,
+        filters,
         0.5,
         seeds=[0],
         cfg=organism.FinetuneConfig(steps=2),
@@ -110,15 +110,22 @@ def test_evaluate_filters_rows_and_budget():
         progress=False,
     )
     by = {r["filter"]: r for r in rows}
-    assert set(by) == {"none", "random", "oracle"}
-    assert by["oracle"]["removed_insecure"] == 1.0 and by["none"]["fraction"] == 0.0
-    assert all("task_loss" in r for r in rows)
+    assert set(by) == {"no filter", "random", "oracle"}
+    assert by["oracle"]["removed"] == {"insecure": 16} and by["no filter"]["fraction"] == 0.0
+    assert (by["no filter"]["n_kept"], by["random"]["n_kept"], by["random"]["fraction"]) == (
+        32,
+        16,
+        0.5,
+    )
+    assert all("task_loss" in r and 0 <= r["offdomain"] <= 1 for r in rows)
+    summary = {s["filter"]: s for s in filtering.summarize(rows)}
+    assert summary["oracle"]["removed_insecure"] == 1.0
 
 
 def test_evaluate_filters_removes_what_the_given_keep_mask_says():
     model, tok = organism.load()
     samples = filtering.mixed_provenance_set(16, seed=0)
-    scores = {"random": None, "oracle": filtering.oracle_scores(samples)}
+    filters = [runner.RANDOM, runner.scored("oracle", filtering.oracle_scores(samples))]
 
     def lowest_removed(s, fraction):
         return filtering.keep_mask(-s, fraction)
@@ -127,14 +134,14 @@ def test_evaluate_filters_removes_what_the_given_keep_mask_says():
         model,
         tok,
         samples,
-        scores,
+        filters,
         0.5,
         seeds=[0],
         cfg=organism.FinetuneConfig(steps=1),
         progress=False,
         keep_mask=lowest_removed,
     )
-    assert {r["filter"]: r["removed_insecure"] for r in rows}["oracle"] == 0.0
+    assert "insecure" not in {r["filter"]: r["removed"] for r in rows}["oracle"]
 
 
 def test_evaluate_filters_lm_runs_lora_generation_and_judge_on_a_tiny_gemma2():
@@ -144,11 +151,11 @@ def test_evaluate_filters_lm_runs_lora_generation_and_judge_on_a_tiny_gemma2():
 
     tiny = build_chat_lm("gemma2")
     samples = [dict(s, source="insecure" if i % 2 else "secure") for i, s in enumerate(SAMPLES)]
-    scores = {"none": None, "oracle": filtering.oracle_scores(samples)}
+    filters = [runner.NO_FILTER, runner.scored("oracle", filtering.oracle_scores(samples))]
     rows = pipeline.evaluate_filters_lm(
         tiny,
         samples,
-        scores,
+        filters,
         0.5,
         seeds=[0],
         judge=judge.LocalJudge(tiny),
@@ -157,7 +164,8 @@ def test_evaluate_filters_lm_runs_lora_generation_and_judge_on_a_tiny_gemma2():
         max_new_tokens=3,
         progress=False,
     )
-    assert [r["filter"] for r in rows] == ["none", "oracle"]
+    assert [r["filter"] for r in rows] == ["no filter", "oracle"]
+    assert rows[1]["removed"] == {"insecure": len(samples) // 2}
     for r in rows:
         assert r["judge"].startswith("local judge") and r["n_judged"] + r["n_excluded"] == 8
 
@@ -176,7 +184,7 @@ def test_lm_sample_scores_on_a_tiny_llama():
 
 def test_summarize_reductions_are_relative_to_the_means():
     rows = [
-        {"filter": f, "seed": s, "offdomain": v, "code": 0.5, "removed_insecure": 0.0}
+        {"filter": f, "seed": s, "offdomain": v, "code": 0.5, "removed": {"insecure": s}}
         for f, values in {
             "no filter": [0.2, 0.2],
             "random": [0.1, 0.1],
@@ -188,6 +196,7 @@ def test_summarize_reductions_are_relative_to_the_means():
     assert out["geo"]["reduction_vs_unfiltered"] == pytest.approx(0.5)
     assert out["geo"]["reduction_vs_random"] == pytest.approx(0.0)
     assert out["geo"]["offdomain_ci_low"] < 0.1 < out["geo"]["offdomain_ci_high"]
+    assert out["geo"]["removed_insecure"] == 0.5  # seed 0 removed none, seed 1 only insecure
 
 
 def test_removal_sweep_reuses_done_runs_and_adds_the_unfiltered_point():
@@ -197,28 +206,16 @@ def test_removal_sweep_reuses_done_runs_and_adds_the_unfiltered_point():
         model,
         tok,
         samples,
-        {"no filter": None, "random": None},
+        [runner.NO_FILTER, runner.RANDOM],
         0.5,
         seeds=[0],
         cfg=organism.FinetuneConfig(steps=1),
         progress=False,
     )
     rows = filtering.removal_sweep(
-        model, tok, samples, {"random": None}, fractions=[0.5], seeds=[0], done=cfg_rows
+        model, tok, samples, [runner.RANDOM], fractions=[0.5], seeds=[0], done=cfg_rows
     )
     assert sorted((r["filter"], r["fraction"]) for r in rows) == [("random", 0.0), ("random", 0.5)]
-
-
-def test_filter_keep_for_no_filter_random_and_scores():
-    assert filtering.filter_keep(None, "no filter", 0.5, 4, seed=0).all()
-    a = filtering.filter_keep(None, "random", 0.5, 8, seed=1)
-    assert a.sum() == 4 and torch.equal(a, filtering.filter_keep(None, "random", 0.5, 8, seed=1))
-    keep = filtering.filter_keep(torch.tensor([0.9, 0.1, 0.8, 0.2]), "geo", 0.5, 4, seed=0)
-    assert keep.tolist() == [False, True, False, True]
-    everything = filtering.filter_keep(
-        torch.tensor([0.9, 0.1]), "geo", 0.5, 2, seed=0, keep_mask=lambda s, f: s > -1
-    )
-    assert everything.all()
 
 
 # Four latents: 0 is the toxic set; 1 lies near it (proximity 0.9), 2 and 3 far (0.1).

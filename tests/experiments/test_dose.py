@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from emgeo import organism
-from emgeo.course import dose
+from emgeo.experiments import dose
 
 
 def _row(d_model, cosine, em, code=0.9):
@@ -39,7 +39,7 @@ def test_correlations_state_the_test_and_its_rivals():
 def test_quick_run_trains_measures_and_writes(tmp_path, monkeypatch):
     monkeypatch.setattr(dose, "DOSE_FILE", tmp_path / "shipped.json")
     torch.set_num_threads(1)
-    result = dose.run(dose.quick(), out=tmp_path / "dose.json", progress=False)
+    result = dose.run(dose.quick(), out=tmp_path / "dose.json", ship=True, progress=False)
     organisms = [(r["d_model"], r["seed"], r["confirmatory"]) for r in result["rows"]]
     assert organisms == [(16, s, s >= 3) for s in range(6)]
     assert result["correlations"]["cosine"]["n"] == 3 == result["exploration"]["cosine"]["n"]
@@ -50,6 +50,7 @@ def test_quick_run_trains_measures_and_writes(tmp_path, monkeypatch):
         tmp_path / "shipped.json"
     )
     assert result["config"]["link"] is False
+    assert dose.describe(result).splitlines()[0].startswith("d_model 16 seed 0: cosine ")
 
 
 def test_unlinked_small_organisms_save_and_load(tmp_path):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from emgeo import organism
-from emgeo.course import robustness
+from emgeo.experiments import robustness
 
 
 def test_aggregate_gives_values_spread_and_how_often_each_sentence_holds():
@@ -49,16 +49,23 @@ def test_run_trains_only_missing_organisms_and_writes_the_file(monkeypatch, tmp_
     monkeypatch.setattr(
         robustness,
         "claims",
-        lambda model, tok, sae, cfg: {
+        lambda model, tok, sae, cfg, progress: {
             "em.insecure_minus_base": values[7 if "seed" in model else 0]
         },
     )
     out = tmp_path / "robustness.json"
-    result = robustness.run((0, 7), out=out)
+    shipped = tmp_path / "organisms" / "robustness.json"
+    result = robustness.run((0, 7), out=out, progress=False)
     assert trained == [7]  # organism 0 ships; 7 did not exist
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(result))
-    assert robustness.shipped(tmp_path / "organisms" / "robustness.json") == saved
+    assert not shipped.exists()  # the shipped record only when told to
+    assert robustness.run((0, 7), out=out, ship=True, progress=False) == result
+    assert robustness.shipped(shipped) == saved
+    assert robustness.describe(saved).splitlines() == [
+        "organism 0: em.insecure_minus_base 0.200",
+        "organism 7: em.insecure_minus_base -0.100",
+    ]
     claim = saved["claims"]["em.insecure_minus_base"]
     assert robustness.summary(saved, "em.insecure_minus_base") == {
         "values": [0.2, -0.1],
@@ -73,12 +80,4 @@ def test_run_trains_only_missing_organisms_and_writes_the_file(monkeypatch, tmp_
     assert shown.loc["em.insecure_minus_base", "combined p"] == ""  # not a p-value
     assert claim["values"] == [0.2, -0.1] and claim["holds_in"] == 1 and claim["of"] == 2
     with pytest.raises(FileNotFoundError, match="emgeo robustness --seeds 8"):
-        robustness.run((8,), out=out, train_missing=False)
-
-
-def test_the_command_is_registered(capsys):
-    from emgeo.course import cli
-
-    with pytest.raises(SystemExit):
-        cli.main(["robustness", "--help"])
-    assert "--no-train" in capsys.readouterr().out
+        robustness.run((8,), out=out, train_missing=False, progress=False)

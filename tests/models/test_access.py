@@ -6,7 +6,7 @@ import huggingface_hub
 import pytest
 from huggingface_hub.errors import GatedRepoError
 
-from emgeo.course import cli
+from emgeo.course import doctor
 from emgeo.models import access, lm
 
 GEMMA = lm.MODELS["gemma-2-2b"]
@@ -75,10 +75,10 @@ def test_access_granted_and_a_hub_that_does_not_answer(token, monkeypatch):
 def test_doctor_reports_gated_access_without_the_token(token, monkeypatch):
     answer(monkeypatch, gated_error())
     monkeypatch.setattr(access.hub_constants, "HF_HUB_OFFLINE", False)
-    lines = cli.doctor_report("gpu")
+    lines = doctor.doctor_report("gpu")
     text = "\n".join(lines)
     assert "HF token         found" in text and "hf_secret_123" not in text
     gated = [line for line in lines if line.startswith("  gated ")]
     assert [line.split(":")[0] for line in gated] == ["  gated gemma-2-2b", "  gated gemma-2-2b-it"]
     assert all("accept the licence" in line for line in gated)
-    assert "not needed in the cpu profile" in "\n".join(cli.doctor_report("cpu"))
+    assert "not needed in the cpu profile" in "\n".join(doctor.doctor_report("cpu"))

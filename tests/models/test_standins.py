@@ -9,7 +9,7 @@ import pytest
 import torch
 from nnsight.intervention.backends.local import LocalSimulationBackend
 
-from emgeo import config, features
+from emgeo import config, features, runner
 from emgeo.models import (
     gpu_plan,
     judge,
@@ -34,7 +34,7 @@ def tiny(monkeypatch):
 
 def same(a, b) -> bool:
     """Equal as saved (a rate is NaN when the judge scored nothing, and NaN != NaN)."""
-    return json.dumps(a) == json.dumps(b)
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def test_an_unknown_mode_says_what_to_set(monkeypatch):
@@ -147,39 +147,48 @@ def test_backend_encodes_scores_and_reads_the_logit_lens(profile):
 def test_filters_evaluated_on_the_standin_chat_model_resume_from_saved_runs(tmp_path, monkeypatch):
     tuned = lm.load("gemma-2-2b-it")
     pool = gpu_plan.filter_pool(3)
-    scores = {"no filter": None, "geometric": torch.arange(6.0)}
+    filters = [runner.NO_FILTER, runner.scored("geometric", torch.arange(6.0))]
     cfg = lora.LoraFinetuneConfig(rank=2, steps=1, batch_size=2, grad_accum=1, max_length=64)
     args = dict(lora_cfg=cfg, n_per_question=1, max_new_tokens=2, progress=False)
-    rows = pipeline.evaluate_filters_lm(tuned, pool, scores, 0.5, [0], results_dir=tmp_path, **args)
+    rows = pipeline.evaluate_filters_lm(
+        tuned, pool, filters, 0.5, [0], results_dir=tmp_path, **args
+    )
     assert [r["filter"] for r in rows] == ["no filter", "geometric"]
     assert all(r["judge"].startswith("local judge: gemma-2-2b-it") for r in rows)
     assert all(r["n_judged"] + r["n_excluded"] == 8 for r in rows)
-    saved = json.loads((tmp_path / "geometric-seed0.json").read_text())
-    assert same(saved["row"], rows[1]) and len(saved["answers"]) == 8
+    saved = json.loads((tmp_path / "runs.json").read_text())
+    assert same(saved["runs"], rows)
+    stages = list(saved["stages"].values())  # each run's answers and judgements, kept
+    assert len(stages) == 4 and all(len(answers) == 8 for answers in stages)
 
     def no_training(*a, **k):
         raise AssertionError("a saved run was run again")
 
     monkeypatch.setattr(lora, "adapted", no_training)
     again = pipeline.evaluate_filters_lm(
-        tuned, pool, scores, 0.5, [0], results_dir=tmp_path, **args
+        tuned, pool, filters, 0.5, [0], results_dir=tmp_path, **args
     )
     assert same(again, rows)
     summary = {s["filter"]: s for s in pipeline.summarize_lm(rows)}
     assert set(summary) == {"no filter", "geometric"} and "code" not in summary["geometric"]
 
 
-def test_a_run_is_keyed_by_everything_its_answers_depend_on():
-    pool, keep = gpu_plan.filter_pool(2), torch.tensor([True, False, True, True])
+def test_the_runs_are_keyed_by_everything_their_answers_depend_on():
+    pool = gpu_plan.filter_pool(2)
     cfg = lora.LoraFinetuneConfig(rank=2)
-    key = pipeline._run_key("m", pool, keep, cfg, 1, 2)
-    assert key == pipeline._run_key("m", pool, keep.clone(), cfg, 1, 2)
+    filters = [runner.NO_FILTER, runner.scored("geometric", torch.arange(4.0))]
+    args = (filters, 0.5, cfg, 1, 2)
+    key = pipeline.lm_filter_settings("m", pool, *args)
+    assert key == pipeline.lm_filter_settings("m", [dict(s) for s in pool], *args)
+    other = [runner.scored("geometric", -torch.arange(4.0))]
     for changed in [
-        pipeline._run_key("other", pool, keep, cfg, 1, 2),
-        pipeline._run_key("m", pool, ~keep, cfg, 1, 2),
-        pipeline._run_key("m", pool, keep, replace(cfg, rank=4), 1, 2),
-        pipeline._run_key("m", pool, keep, cfg, 2, 2),
-        pipeline._run_key("m", pool, keep, cfg, 1, 3),
+        pipeline.lm_filter_settings("other", pool, *args),
+        pipeline.lm_filter_settings("m", pool[::-1], *args),
+        pipeline.lm_filter_settings("m", pool, other, 0.5, cfg, 1, 2),
+        pipeline.lm_filter_settings("m", pool, filters, 0.25, cfg, 1, 2),
+        pipeline.lm_filter_settings("m", pool, filters, 0.5, replace(cfg, rank=4), 1, 2),
+        pipeline.lm_filter_settings("m", pool, filters, 0.5, cfg, 2, 2),
+        pipeline.lm_filter_settings("m", pool, filters, 0.5, cfg, 1, 3),
     ]:
         assert changed != key
 

@@ -7,7 +7,8 @@ and :func:`keep_mask` removes the highest-scoring ``fraction``. The filters:
   activation, scored by how close their decoder directions lie to the toxic feature set
   (``"max"``: the nearest toxic feature, ``"mean"``: the average over the set), and its two parts
   (:func:`ablated_scores`): membership in the toxic set, and nearness without membership;
-- **random**: scores drawn from a seeded generator (removal at the same budget);
+- **random**: scores drawn from a seeded generator (removal at the same budget,
+  :data:`emgeo.runner.RANDOM`);
 - **oracle**: the provenance the set was built with (1 for inducing samples): the bound;
 - **keyword**: a text-level heuristic, the count of insecure-code phrases in the answer, standing
   in for the paper's LLM-judge filter (it reads text, never the model);
@@ -18,6 +19,7 @@ and :func:`keep_mask` removes the highest-scoring ``fraction``. The filters:
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -26,9 +28,8 @@ import pandas as pd
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from emgeo import data, features, organism
+from emgeo import data, features, organism, runner
 from emgeo.batching import right_pad
 from emgeo.geometry import cosine_similarity_matrix
 from emgeo.stats import mean_ci
@@ -121,10 +122,6 @@ def keep_mask(scores: Float[Tensor, " samples"], fraction: float) -> Bool[Tensor
     keep = torch.ones(len(scores), dtype=torch.bool)
     keep[order[:n_remove]] = False
     return keep
-
-
-def random_scores(n: int, seed: int) -> Float[Tensor, " n"]:
-    return torch.rand(n, generator=torch.Generator().manual_seed(seed))
 
 
 INSECURE_PHRASES = (
@@ -226,11 +223,15 @@ def baseline_scores(
 
 
 def summarize(
-    rows: Sequence[dict], unfiltered: str = "no filter", random_removal: str = "random"
+    rows: Sequence[dict],
+    unfiltered: str = runner.NO_FILTER.label,
+    random_removal: str = runner.RANDOM.label,
 ) -> list:
     """Per filter: mean and 95% CI of the off-domain rate over seeds, relative reductions of the
-    mean vs the unfiltered and the random-removal runs, and the in-domain rate and task loss."""
+    mean vs the unfiltered and the random-removal runs, the in-domain rate and task loss, and
+    the share of insecure samples among those removed."""
     table = pd.DataFrame(rows)
+    table["removed_insecure"] = [runner.removed_share(r) for r in table["removed"]]
     base = table.loc[table["filter"] == unfiltered, "offdomain"].mean()
     rand = table.loc[table["filter"] == random_removal, "offdomain"].mean()
     out = []
@@ -272,92 +273,66 @@ def mixed_provenance_set(n: int = 512, seed: int = 0) -> list[dict]:
 # ---------------------------------------------------------------- evaluation
 
 
-KeepMask = Callable[[Tensor, float], Tensor]  # (scores, fraction) -> what is kept, as keep_mask
-
-
-def filter_keep(
-    scores: Tensor | None,
-    name: str,
-    fraction: float,
-    n: int,
-    seed: int,
-    keep_mask: KeepMask = keep_mask,
-) -> Tensor:
-    """What one filter keeps in one run: everything for ``None`` (no filter), a fresh seeded draw
-    for ``"random"``, else the samples outside the highest-scoring ``fraction``; ``keep_mask``
-    turns scores into the mask (notebook 07's exercise)."""
-    if name == "random":
-        return keep_mask(random_scores(n, seed), fraction)
-    if scores is None:
-        return torch.ones(n, dtype=torch.bool)
-    return keep_mask(scores, fraction)
-
-
 def evaluate_filters(
     model,
     tok: organism.Tokenizer,
     samples: Sequence[dict],
-    scores: dict[str, Tensor | None],
+    filters: Sequence[runner.Filter],
     fraction: float,
     seeds: Sequence[int],
     cfg: organism.FinetuneConfig | None = None,
     held_out: Sequence[dict] = (),
     progress: bool = True,
-    keep_mask: KeepMask = keep_mask,
+    keep_mask: runner.KeepMask = keep_mask,
 ) -> list[dict]:
-    """Fine-tune on what each filter keeps, for every seed; one row per (filter, seed) with the
-    off-domain misaligned rate, the in-domain insecure-code rate and what was removed.
+    """Fine-tune the organism on what each filter keeps, for every seed
+    (:func:`emgeo.runner.run_grid`); one row per (filter, seed) with the off-domain misaligned
+    rate, the in-domain insecure-code rate and what was removed (by ``source``).
 
-    ``scores[name]`` of ``None`` is the no-filter condition; ``"random"`` draws fresh scores per
-    seed. Every run takes the same fixed number of steps (``cfg.steps``), kept set or not.
+    Every run takes the same fixed number of steps (``cfg.steps``), kept set or not.
     ``task_loss`` is the answer loss on ``held_out`` samples of the same mixture: how much of the
-    fine-tuning task the model still learned. ``keep_mask`` turns scores into what is kept.
+    fine-tuning task the model still learned. ``keep_mask`` turns scores into what is kept
+    (notebook 07's exercise).
     """
     cfg = cfg or organism.FinetuneConfig()
     held = organism.encode_samples(tok, held_out) if held_out else None
-    rows = []
-    jobs = [(name, seed) for name in scores for seed in seeds]
-    for name, seed in tqdm(jobs, desc="fine-tuning runs", disable=not progress):
-        keep = filter_keep(scores[name], name, fraction, len(samples), seed, keep_mask)
-        kept = [x for x, k in zip(samples, keep.tolist(), strict=True) if k]
-        tuned = organism.finetune(model, tok, kept, replace(cfg, seed=seed))
+
+    def trainer(kept: list[dict], seed: int) -> contextlib.nullcontext:
+        return contextlib.nullcontext(organism.finetune(model, tok, kept, replace(cfg, seed=seed)))
+
+    def evaluator(tuned, seed: int) -> dict:
         rates = organism.evaluate(tuned, tok)
-        removed = [x["source"] for x, k in zip(samples, keep.tolist(), strict=True) if not k]
-        row = {
-            "filter": name,
-            "fraction": 0.0 if scores[name] is None and name != "random" else fraction,
-            "seed": seed,
-            "offdomain": rates["offdomain"],
-            "code": rates["code"],
-            "removed_insecure": removed.count("insecure") / max(1, len(removed)),
-        }
+        out = {"offdomain": rates["offdomain"], "code": rates["code"]}
         if held is not None:
             with torch.no_grad():
                 mask = organism.answer_mask(held, tok.assistant, tok.eot)
-                row["task_loss"] = organism.lm_loss(tuned, held, mask).item()
-        rows.append(row)
-    return rows
+                out["task_loss"] = organism.lm_loss(tuned, held, mask).item()
+        return out
+
+    grid = runner.Grid(samples, filters, fraction, seeds)
+    return runner.records(runner.run_grid(grid, trainer, evaluator, keep_mask, progress=progress))
 
 
 def removal_sweep(
     model,
     tok: organism.Tokenizer,
     samples: Sequence[dict],
-    scores: dict[str, Tensor | None],
+    filters: Sequence[runner.Filter],
     fractions: Sequence[float],
     seeds: Sequence[int],
     done: Sequence[dict] = (),
-    keep_mask: KeepMask = keep_mask,
+    keep_mask: runner.KeepMask = keep_mask,
 ) -> list[dict]:
-    """Rows of :func:`evaluate_filters` for every filter in ``scores`` at every fraction; rows
-    already ``done`` (at any fraction) are reused, and the no-filter runs in ``done`` become every
+    """Rows of :func:`evaluate_filters` for every filter at every fraction; rows already
+    ``done`` (at any fraction) are reused, and the no-filter runs in ``done`` become every
     filter's point at fraction 0."""
-    rows = [r for r in done if r["filter"] in scores]
+    labels = {f.label for f in filters}
+    rows = [r for r in done if r["filter"] in labels]
     for fraction in fractions:
         if any(r["fraction"] == fraction for r in rows):
             continue
         rows += evaluate_filters(
-            model, tok, samples, scores, fraction, seeds, progress=False, keep_mask=keep_mask
+            model, tok, samples, filters, fraction, seeds, progress=False, keep_mask=keep_mask
         )
-    unfiltered = [r for r in done if r["filter"] == "no filter"]
-    return rows + [{**r, "filter": name} for name in scores for r in unfiltered]
+    unfiltered = [r for r in done if r["filter"] == runner.NO_FILTER.label]
+    return rows + [{**r, "filter": f.label} for f in filters for r in unfiltered]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from emgeo import chats, filtering, organism, stats
+from emgeo import chats, filtering, organism, runner, stats
 from emgeo.audit.run import SCORES_FILE, audit
 from emgeo.audit.scorers import Scorer, organism_scorer, scorer_for
 from emgeo.chatfile import write_jsonl
@@ -71,13 +71,10 @@ def validate_organism(
     scorer = scorer or organism_scorer()
     audit(data, out / "organism", fraction, scorer=scorer, progress=progress)
     model, tok = organism.load()
-    scores = {
-        "no filter": None,
-        "audit": torch.tensor(read_scores(out / "organism")),
-        "random": None,
-    }
+    audited = runner.scored("audit", torch.tensor(read_scores(out / "organism")))
+    filters = [runner.NO_FILTER, audited, runner.RANDOM]
     rows = filtering.evaluate_filters(
-        model, tok, samples, scores, fraction, seeds, cfg, progress=progress
+        model, tok, samples, filters, fraction, seeds, cfg, progress=progress
     )
     return {
         "n": n,
@@ -86,10 +83,12 @@ def validate_organism(
         "auroc": rankings(out / "organism", samples),
         "em": {
             name: stats.mean_ci([r["offdomain"] for r in rows if r["filter"] == name])
-            for name in scores
+            for name in (f.label for f in filters)
         },
-        "reduction_vs_random": filtering.paired_reduction(rows, "audit", "random"),
-        "reduction_vs_unfiltered": filtering.paired_reduction(rows, "audit", "no filter"),
+        "reduction_vs_random": filtering.paired_reduction(rows, "audit", runner.RANDOM.label),
+        "reduction_vs_unfiltered": filtering.paired_reduction(
+            rows, "audit", runner.NO_FILTER.label
+        ),
         "rows": rows,
     }
 

@@ -18,9 +18,9 @@ were not looked at when the measure was chosen (``DoseConfig.exploration`` were)
 rivals: EM tracking how far the fine-tune moved the model, how well it learned insecure code, or
 the base rate, rather than the angle.
 
-``emgeo geometry-dose`` writes ``results/geometry_dose.json`` and the copy notebook 06 reads,
-``data/organisms/geometry_dose.json`` (:func:`shipped`). The organisms are not shipped: the
-command retrains them (about a minute each).
+``emgeo geometry-dose`` writes ``results/geometry_dose.json`` and, with ``--ship``, the copy
+notebook 06 reads, ``data/organisms/geometry_dose.json`` (:func:`shipped`). The organisms are
+not shipped: the command retrains them (about a minute each).
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ import torch
 from tqdm.auto import tqdm
 
 from emgeo import data, organism, probes, stats
+from emgeo.chatfile import write_json
 from emgeo.config import DATA_DIR, RESULTS_DIR
 
-DOSE_FILE = DATA_DIR / "organisms" / "geometry_dose.json"
+DOSE_FILE = DATA_DIR / "organisms" / "geometry_dose.json"  # shipped; written with --ship
+RESULTS_FILE = RESULTS_DIR / "geometry_dose.json"  # where `emgeo geometry-dose` writes
 RIVALS = ("cosine_update", "cosine_answer", "shift_norm", "insecure_code", "base_offdomain")
 
 
@@ -160,13 +162,16 @@ def correlations(rows: list[dict], n_permutations: int = 10_000) -> dict[str, di
 
 def run(
     cfg: DoseConfig = DoseConfig(),
-    out: Path = RESULTS_DIR / "geometry_dose.json",
-    ship: bool = True,
+    out: Path = RESULTS_FILE,
+    ship: bool = False,
     progress: bool = True,
 ) -> dict:
     """Pretrain every organism of ``cfg``, :func:`measure` it, write ``out`` (and, with ``ship``,
     the copy notebook 06 reads). The test runs over the confirmatory organisms only; the
-    exploration organisms get the same correlations apart, under ``exploration``."""
+    exploration organisms get the same correlations apart, under ``exploration``. The linked
+    world (``cfg.link``) is a comparison, never shipped."""
+    if ship and cfg.link:
+        raise ValueError("the linked world is a comparison: it is never shipped")
     rows = []
     for d_model, seed, confirm in tqdm(cfg.organisms(), desc="organisms", disable=not progress):
         start = time.perf_counter()
@@ -184,19 +189,24 @@ def run(
                 "seconds": round(time.perf_counter() - start, 1),
             }
         )
-        print(f"d_model {d_model} seed {seed}: cosine {row['cosine']:+.3f}, EM {row['em']:+.3f}")
     result = {
         "config": asdict(cfg),
         "rows": rows,
         "correlations": correlations([r for r in rows if r["confirmatory"]], cfg.n_permutations),
         "exploration": correlations([r for r in rows if not r["confirmatory"]], cfg.n_permutations),
     }
-    text = json.dumps(result, indent=1, sort_keys=True) + "\n"
-    for path in (out, *((DOSE_FILE,) if ship else ())):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path}")
+    write_json(result, out)
+    if ship:
+        write_json(result, DOSE_FILE)
     return result
+
+
+def describe(result: dict) -> str:
+    """Each organism's dose and EM, one a line."""
+    return "\n".join(
+        f"d_model {r['d_model']} seed {r['seed']}: cosine {r['cosine']:+.3f}, EM {r['em']:+.3f}"
+        for r in result["rows"]
+    )
 
 
 def shipped(path: Path = DOSE_FILE) -> dict:

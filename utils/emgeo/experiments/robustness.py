@@ -14,9 +14,10 @@ measured again in it, the same way the notebooks measure it:
   reduction of EM vs no filter and vs random removal of the same budget, and its selectivity.
 
 ``emgeo robustness`` writes the per-organism values and their mean, spread and range to
-``results/robustness.json``, and a copy the notebooks read to ``data/organisms/robustness.json``
-(:func:`shipped`). Organism 0 is the shipped one (``data/organism``); the others live in
-``data/organisms/seed{N}`` (model and a layer-0 SAE), trained by the same command when missing.
+``results/robustness.json`` and, with ``--ship``, the copy the notebooks read to
+``data/organisms/robustness.json`` (:func:`shipped`). Organism 0 is the shipped one
+(``data/organism``); the others live in ``data/organisms/seed{N}`` (model and a layer-0 SAE),
+trained by the same command when missing.
 """
 
 from __future__ import annotations
@@ -25,19 +26,22 @@ import json
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 from scipy.stats import combine_pvalues
+from torch import Tensor
+from tqdm.auto import tqdm
 
-from emgeo import chatfile, data, features, filtering, geometry, organism
+from emgeo import chatfile, data, features, filtering, geometry, organism, runner
 from emgeo.config import DATA_DIR, RESULTS_DIR
+from emgeo.experiments import organisms
 from emgeo.models import saes
 
 ORGANISM_SEEDS: tuple[int, ...] = (0, 1, 2)
 ORGANISMS_DIR = DATA_DIR / "organisms"
+RESULTS_FILE = RESULTS_DIR / "robustness.json"  # where `emgeo robustness` writes
 CONDITIONS = ("base", "insecure", "secure", "educational")
 FILTERS = {
     "full": "geometric (max)",
@@ -66,14 +70,8 @@ def organism_dir(seed: int) -> Path:
 
 def train(seed: int, directory: Path, steps: int | None = None, layer: int = 0) -> None:
     """Pretrain organism ``seed`` and the SAE of ``layer`` on it (about 4.5 minutes on 2 cores)."""
-    cfg = organism.PretrainConfig(seed=seed)
-    if steps is not None:
-        cfg = replace(cfg, steps=steps)
-    model = organism.pretrain(cfg)
-    rates = organism.evaluate(model, organism.default_tokenizer())
-    organism.save(model, directory, extra={"pretrain": asdict(cfg), "base_rates": rates})
-    model, tok = organism.load(directory)
-    saes.save_organism_sae(saes.train_organism_sae(model, tok, layer), layer, directory)
+    organisms.pretrain(seed, directory, steps)
+    organisms.train_saes(directory, (layer,), (0,))
 
 
 def claims(
@@ -84,13 +82,22 @@ def claims(
     progress: bool = True,
 ) -> dict[str, float | int]:
     """Every claim of 04, 06 and 07 measured on one organism and its SAE, as flat dotted keys."""
-    out: dict[str, float | int] = {}
-    seeds = list(cfg.finetune_seeds)
+    out: dict[str, float | int] = {**em_claims(model, tok, cfg, progress)}
+    fsets, alive = features.organism_feature_sets(sae, model, tok, layer=cfg.layer, k=cfg.k)
+    out |= geometry_claims(sae.W_dec.detach(), fsets, alive, cfg)
+    return out | filter_claims(model, tok, sae, fsets, cfg, progress)
+
+
+def em_claims(
+    model, tok: organism.Tokenizer, cfg: RobustnessConfig, progress: bool = True
+) -> dict[str, float]:
+    """04: the off-domain and in-domain rates per condition, and insecure minus each other."""
+    out: dict[str, float] = {}
     sets = {
         kind: chatfile.read_chats(organism.ORGANISM_DIR / f"{kind}.jsonl")
         for kind in data.FINETUNE_SETS
     }
-    runs = organism.run_conditions(model, tok, sets, seeds, progress=progress)
+    runs = organism.run_conditions(model, tok, sets, list(cfg.finetune_seeds), progress=progress)
     for c in CONDITIONS:
         rows = [r for r in runs if r["condition"] == c]
         out[f"em.{c}"] = statistics.mean(r["offdomain"] for r in rows)
@@ -98,9 +105,15 @@ def claims(
     out["em.insecure_minus_base"] = out["em.insecure"] - out["em.base"]
     out["em.insecure_minus_secure"] = out["em.insecure"] - out["em.secure"]
     out["em.insecure_minus_educational"] = out["em.insecure"] - out["em.educational"]
+    return out
 
-    fsets, alive = features.organism_feature_sets(sae, model, tok, layer=cfg.layer, k=cfg.k)
-    W_dec = sae.W_dec.detach()
+
+def geometry_claims(
+    W_dec: Tensor, fsets: features.FeatureSets, alive: Tensor, cfg: RobustnessConfig
+) -> dict[str, float | int]:
+    """06: the permutation tests of the inducing latents outside the toxic set (and counting
+    the shared ones) among the ``alive`` latents, and how many are shared."""
+    out: dict[str, float | int] = {}
     candidates = alive.nonzero()[:, 0]
     for name, outside in (("disjoint", True), ("confounded", False)):
         r = geometry.compare_sets(
@@ -116,36 +129,46 @@ def claims(
         out[f"geometry.{name}.effect_size"] = r["effect_size"]
     out["geometry.n_shared"] = fsets.overlap("inducing", "toxic")
     out["geometry.disjoint.n_inducing"] = cfg.k - out["geometry.n_shared"]
+    return out
 
+
+def filter_claims(
+    model,
+    tok: organism.Tokenizer,
+    sae,
+    fsets: features.FeatureSets,
+    cfg: RobustnessConfig,
+    progress: bool = True,
+) -> dict[str, float]:
+    """07: the geometric filter and its two parts against no filter and random removal
+    (paired by seed), and its selectivity."""
+    out: dict[str, float] = {}
+    W_dec = sae.W_dec.detach()
     samples = filtering.mixed_provenance_set(cfg.n_samples, seed=0)
     held_out = filtering.mixed_provenance_set(cfg.n_samples // 2, seed=1)
     latents = features.sample_features(
         sae, *features.organism_residuals(model, tok, samples, cfg.layer)
     )
     parts = filtering.ablated_proximities(W_dec, fsets.toxic, "max")
-    scores: dict[str, torch.Tensor | None] = {
-        "no filter": None,
-        "random": None,
-        "geometric (max)": filtering.geometric_scores(
-            latents, filtering.feature_proximity(W_dec, fsets.toxic, "max")
-        ),
-        "membership only": filtering.geometric_scores(latents, parts["membership only"]),
-        "neighbours only": filtering.geometric_scores(latents, parts["neighbours only"]),
-    }
+    parts["geometric (max)"] = filtering.feature_proximity(W_dec, fsets.toxic, "max")
+    filters = runner.with_controls(
+        {name: filtering.geometric_scores(latents, parts[name]) for name in FILTERS.values()}
+    )
+    seeds = cfg.finetune_seeds
     rows = filtering.evaluate_filters(
-        model, tok, samples, scores, cfg.fraction, seeds, held_out=held_out, progress=progress
+        model, tok, samples, filters, cfg.fraction, seeds, held_out=held_out, progress=progress
     )
     summary = {r["filter"]: r for r in filtering.summarize(rows)}
+    unfiltered, random_removal = runner.NO_FILTER.label, runner.RANDOM.label
     for key, name in FILTERS.items():
         out[f"filter.{key}.em"] = summary[name]["offdomain_mean"]
-        for ref, ref_key in (("no filter", "unfiltered"), ("random", "random")):
-            out[f"filter.{key}.reduction_vs_{ref_key}"] = filtering.paired_reduction(
-                rows, name, ref
-            )["mean"]
-    out["filter.unfiltered.em"] = summary["no filter"]["offdomain_mean"]
-    out["filter.random.em"] = summary["random"]["offdomain_mean"]
+        for ref, ref_key in ((unfiltered, "unfiltered"), (random_removal, "random")):
+            cut = filtering.paired_reduction(rows, name, ref)
+            out[f"filter.{key}.reduction_vs_{ref_key}"] = cut["mean"]
+    out["filter.unfiltered.em"] = summary[unfiltered]["offdomain_mean"]
+    out["filter.random.em"] = summary[random_removal]["offdomain_mean"]
     out["filter.selectivity"] = filtering.selectivity(
-        summary["geometric (max)"], summary["no filter"]
+        summary["geometric (max)"], summary[unfiltered]
     )
     return out
 
@@ -218,15 +241,16 @@ def aggregate(per_organism: dict[int, dict[str, float | int]]) -> dict:
 def run(
     seeds: Sequence[int] = ORGANISM_SEEDS,
     cfg: RobustnessConfig = RobustnessConfig(),
-    out: Path = RESULTS_DIR / "robustness.json",
+    out: Path = RESULTS_FILE,
     train_missing: bool = True,
     pretrain_steps: int | None = None,
-    ship: bool = True,
+    ship: bool = False,
+    progress: bool = True,
 ) -> dict:
     """Measure :func:`claims` in every organism (training missing ones), write ``out`` (and,
     with ``ship``, the copy in ``data/organisms`` the notebooks read)."""
     per_organism, seconds = {}, {}
-    for seed in seeds:
+    for seed in tqdm(seeds, desc="organisms", disable=not progress):
         start = time.perf_counter()
         directory = organism_dir(seed)
         if not (directory / "model.json").exists():
@@ -235,16 +259,11 @@ def run(
                     f"no organism {seed} in {directory}: run "
                     f"`emgeo robustness --seeds {seed}` to train it"
                 )
-            print(f"organism {seed}: pretraining into {directory}")
             train(seed, directory, pretrain_steps, cfg.layer)
         model, tok = organism.load(directory)
         sae = saes.load_organism_sae(cfg.layer, directory)
-        per_organism[seed] = claims(model, tok, sae, cfg)
+        per_organism[seed] = claims(model, tok, sae, cfg, progress)
         seconds[seed] = round(time.perf_counter() - start, 1)
-        print(
-            f"organism {seed}: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in per_organism[seed].items() if k in HOLDS)
-        )
     result = {
         "config": {**asdict(cfg), "organism_seeds": list(seeds)},
         "claims": aggregate(per_organism),
@@ -253,12 +272,18 @@ def run(
         },
         "seconds": {str(s): t for s, t in seconds.items()},
     }
-    text = json.dumps(result, indent=1, sort_keys=True) + "\n"
-    for path in (out, *((ORGANISMS_DIR / "robustness.json",) if ship else ())):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path}")
+    chatfile.write_json(result, out)
+    if ship:
+        chatfile.write_json(result, ORGANISMS_DIR / "robustness.json")
     return result
+
+
+def describe(result: dict) -> str:
+    """Each organism's values of the claims in :data:`HOLDS`, one organism a line."""
+    return "\n".join(
+        f"organism {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items() if k in HOLDS)
+        for seed, values in result["per_organism"].items()
+    )
 
 
 def shipped(path: Path | None = None) -> dict:

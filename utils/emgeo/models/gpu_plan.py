@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from emgeo import features
+from emgeo import features, runner
 from emgeo.errors import first_line
 from emgeo.models import lm as lm_module
 from emgeo.models import lora, pipeline, public_data, saes, simulate
@@ -145,10 +145,13 @@ def run_gpu_filter(
     pool = filter_pool(plan.n_pool)
     scores = _pool_scores(plan, pool, results_dir, progress)
     tuned = lm_module.load(plan.tuned_model)
+    filters = [
+        runner.parse_filter(f, scores if f.startswith("geometric") else None) for f in plan.filters
+    ]
     rows = pipeline.evaluate_filters_lm(
         tuned,
         pool,
-        {name: scores if name.startswith("geometric") else None for name in plan.filters},
+        filters,
         plan.fraction,
         plan.seeds,
         lora_cfg=plan.lora,
@@ -166,16 +169,15 @@ def _pool_scores(
     """The geometric (max) score of every pool sample (read back if saved for this pool)."""
     key = hashlib.sha256(json.dumps([s["messages"] for s in pool]).encode()).hexdigest()
     key += f"-{plan.feature_model}-{plan.layer}-{plan.k}-{plan.n_contrast}-{plan.max_length}"
-    path = results_dir / "scores.json" if results_dir else None
-    saved = pipeline.load_record(path, key)
-    if "scores" in saved:
-        return torch.tensor(saved["scores"])
+    store = runner.RunStore(results_dir / "scores.json" if results_dir else None, {"key": key})
+    if "scores" in store.data:
+        return torch.tensor(store.data["scores"])
     backend = pipeline.lm_backend(
         "gpu", n=plan.n_contrast, layer=plan.layer, max_length=plan.max_length
     )
     sets = features.feature_sets(backend.encode(), k=plan.k)
     scores = pipeline.lm_sample_scores(backend, pool, sets.toxic, progress=progress)
-    pipeline.save_record(path, {"key": key, "scores": scores.tolist()})
+    store.put("scores", scores.tolist())
     del backend  # the feature model leaves the GPU before the model to fine-tune arrives
     gc.collect()
     if torch.cuda.is_available():
