@@ -4,6 +4,7 @@ import torch
 import emgeo
 from emgeo import config, errors
 from emgeo.course import cli
+from emgeo.course.plan import NOTEBOOK_PLAN
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def test_doctor_reports_key_presence_never_its_value(monkeypatch, capsys):
     assert cli.main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "configured" in out and "not configured" not in out and "secret-value-123" not in out
-    for notebook, plan in config.NOTEBOOK_PLAN.items():
+    for notebook, plan in NOTEBOOK_PLAN.items():
         assert f"{notebook}" in out and plan["remote"] in out
 
 
@@ -81,8 +82,3 @@ def test_doctor_fails_with_one_sentence_for_an_impossible_profile(monkeypatch, c
         err.startswith("emgeo: EMGEO_PROFILE=remote needs an NDIF API key")
         and "Traceback" not in err
     )
-
-
-def test_every_notebook_has_a_plan_for_every_profile():
-    for plan in config.NOTEBOOK_PLAN.values():
-        assert set(plan) == set(config.PROFILES)

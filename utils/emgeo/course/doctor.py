@@ -9,6 +9,7 @@ import sys
 import torch
 
 from emgeo import config
+from emgeo.course.plan import NOTEBOOK_PLAN
 
 PACKAGES = (
     "torch",
@@ -49,5 +50,5 @@ def doctor_report(profile: str | None = None) -> list[str]:
     lines.append(f"HF token         {token if gated else f'not needed in the {name} profile'}")
     lines += [f"  gated {access.check_access(spec)}" for spec in gated]
     lines += ["", f"What each notebook runs in the '{name}' profile:"]
-    lines += [f"  {nb:<36} {plan[name]}" for nb, plan in config.NOTEBOOK_PLAN.items()]
+    lines += [f"  {nb:<36} {plan[name]}" for nb, plan in NOTEBOOK_PLAN.items()]
     return lines
