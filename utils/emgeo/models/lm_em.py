@@ -87,16 +87,7 @@ def answer_logprobs(
     decoder, head = causal.get_decoder(), causal.get_output_embeddings()
     cap = getattr(causal.config, "final_logit_softcapping", None)
     encoded = [encode_sample(lm.tokenizer, s, max_length) for s in samples]
-    by_prompt: dict[tuple[int, ...], list[int]] = {}
-    for i, (ids, n_prompt) in enumerate(encoded):
-        if n_prompt == 0:
-            raise ValueError(f"sample {i} has no prompt before its answer to condition it on")
-        by_prompt.setdefault(tuple(ids[:n_prompt]), []).append(i)
-    chunks = [
-        (prompt, rows[start : start + batch_size])
-        for prompt, rows in by_prompt.items()
-        for start in range(0, len(rows), batch_size)
-    ]
+    chunks = prompt_chunks(encoded, batch_size)
     out = torch.empty(len(samples))
     prefix_of: tuple[int, ...] | None = None
     for prompt, rows in tqdm(
@@ -127,6 +118,23 @@ def answer_logprobs(
         targets = torch.where(keep.bool(), ids, IGNORE).to(lm.device)
         out[rows] = reduce(logits, targets).float().cpu()
     return out
+
+
+def prompt_chunks(
+    encoded: Sequence[tuple[list[int], int]], batch_size: int
+) -> list[tuple[tuple[int, ...], list[int]]]:
+    """The samples grouped by prompt (the tokens before the answer: ``encode_sample``'s ids and
+    prompt length), up to ``batch_size`` of a prompt in a chunk: (prompt, sample indices)."""
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, (ids, n_prompt) in enumerate(encoded):
+        if n_prompt == 0:
+            raise ValueError(f"sample {i} has no prompt before its answer to condition it on")
+        by_prompt.setdefault(tuple(ids[:n_prompt]), []).append(i)
+    return [
+        (prompt, rows[start : start + batch_size])
+        for prompt, rows in by_prompt.items()
+        for start in range(0, len(rows), batch_size)
+    ]
 
 
 def margin_samples(

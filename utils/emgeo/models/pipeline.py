@@ -268,6 +268,23 @@ def evaluate_filters_lm(
         lm.name, samples, filters, fraction, cfg, n_per_question, max_new_tokens
     )
     store = runner.RunStore(results_dir / "runs.json" if results_dir else None, settings)
+    trainer, evaluator = _answer_and_judge(lm, cfg, n_per_question, max_new_tokens, judge, store)
+    grid = runner.Grid(samples, filters, fraction, seeds)
+    runs = runner.run_grid(grid, trainer, evaluator, filtering.keep_mask, store, progress)
+    return runner.records(runs)
+
+
+def _answer_and_judge(
+    lm: lm_module.LoadedLM,
+    cfg: lora.LoraFinetuneConfig,
+    n_per_question: int,
+    max_new_tokens: int,
+    judge,
+    store: runner.RunStore,
+) -> tuple[runner.Trainer, runner.Evaluator]:
+    """The runner's trainer (a LoRA fine-tune that answers the first-plot questions, then takes
+    its adapters off) and evaluator (the judge of those answers); both keep what they make in
+    ``store``, keyed by what was kept and the seed."""
     questions = list(judge_module.FIRST_PLOT_QUESTIONS.values())
     get_judge = _judge_factory(judge, lm)
 
@@ -295,9 +312,7 @@ def evaluate_filters_lm(
         )
         return {"judge": judge_now.name, **judge_module.judged_misaligned_rate(judged)}
 
-    grid = runner.Grid(samples, filters, fraction, seeds)
-    runs = runner.run_grid(grid, trainer, evaluator, filtering.keep_mask, store, progress)
-    return runner.records(runs)
+    return trainer, evaluator
 
 
 def lm_filter_settings(
