@@ -10,21 +10,33 @@ from emgeo.experiments import robustness
 
 def test_aggregate_gives_values_spread_and_how_often_each_sentence_holds():
     per = {
-        0: {"geometry.disjoint.p_value": 0.09, "filter.selectivity": 0.46, "em.base": 0.1},
-        1: {"geometry.disjoint.p_value": 0.01, "filter.selectivity": 1.3, "em.base": 0.2},
-        2: {"geometry.disjoint.p_value": 0.30, "filter.selectivity": 0.5, "em.base": 0.3},
+        0: {
+            "geometry.disjoint.p_value": 0.09,
+            "filter.paper.full.selectivity": 0.46,
+            "em.base": 0.1,
+        },
+        1: {
+            "geometry.disjoint.p_value": 0.01,
+            "filter.paper.full.selectivity": 1.3,
+            "em.base": 0.2,
+        },
+        2: {
+            "geometry.disjoint.p_value": 0.30,
+            "filter.paper.full.selectivity": 0.5,
+            "em.base": 0.3,
+        },
     }
     out = robustness.aggregate(per)
     p = out["geometry.disjoint.p_value"]
     assert p["values"] == [0.09, 0.01, 0.3] and p["holds_in"] == 1 and p["of"] == 3
     assert p["min"] == 0.01 and p["max"] == 0.3
-    assert out["filter.selectivity"]["holds_in"] == 1  # only organism 1 is above 1
+    assert out["filter.paper.full.selectivity"]["holds_in"] == 1  # only organism 1 is above 1
     assert out["em.base"]["mean"] == pytest.approx(0.2)
     assert out["em.base"]["sd"] == pytest.approx(0.1)
     assert "claim" not in out["em.base"]  # a measurement, not a sentence
     # Fisher: -2 * sum(ln p) = 16.43 on 6 degrees of freedom -> p = 0.0116
     assert p["combined_p"] == pytest.approx(0.0116, abs=5e-4)
-    assert "combined_p" not in out["filter.selectivity"]
+    assert "combined_p" not in out["filter.paper.full.selectivity"]
 
 
 def test_organism_zero_is_the_shipped_one_and_the_others_live_apart():
@@ -81,3 +93,32 @@ def test_run_trains_only_missing_organisms_and_writes_the_file(monkeypatch, tmp_
     assert claim["values"] == [0.2, -0.1] and claim["holds_in"] == 1 and claim["of"] == 2
     with pytest.raises(FileNotFoundError, match="emgeo robustness --seeds 8"):
         robustness.run((8,), out=out, train_missing=False, progress=False)
+
+
+def test_filter_summary_pairs_each_part_with_the_controls_by_seed():
+    em = {
+        "no filter": 0.2,
+        "random": 0.16,
+        "geometric (max)": 0.12,
+        "membership only": 0.08,
+        "neighbours only": 0.2,
+    }
+    rows = [
+        {
+            "filter": name,
+            "seed": seed,
+            "fraction": 0.5,
+            "offdomain": rate * (1 + seed / 10),
+            "code": 0.9 if name == "no filter" else 0.6,
+            "removed": {"insecure": 3},
+        }
+        for name, rate in em.items()
+        for seed in (0, 1)
+    ]
+    out = robustness.filter_summary(rows)
+    assert out["full.reduction_vs_random"] == pytest.approx(1 - 0.12 / 0.16)
+    assert out["membership_only.reduction_vs_unfiltered"] == pytest.approx(0.6)
+    assert out["neighbours_only.reduction_vs_random"] == pytest.approx(1 - 0.2 / 0.16)
+    # selectivity: EM cut over the cut of the in-domain rate (0.9 -> 0.6), vs no filter
+    assert out["full.selectivity"] == pytest.approx((1 - 0.12 / 0.2) / (1 - 0.6 / 0.9))
+    assert out["unfiltered.em"] == pytest.approx(0.21) and out["random.code"] == 0.6

@@ -82,21 +82,22 @@ def ablated_scores(
     }
 
 
-def ablated_proximities(
-    W_dec: Float[Tensor, "d_sae d_model"], toxic: Int[Tensor, " k"], how: str = "max"
-) -> dict[str, Float[Tensor, " d_sae"]]:
-    """What drives the geometric score, taken apart: the ``full`` proximity of
-    :func:`feature_proximity`; ``membership only``, 1 on the toxic latents and 0 elsewhere (a
-    sample scores by how much it activates toxic features); ``neighbours only``, the full
-    proximity with the toxic latents' own zeroed (a sample scores by activating features that
-    lie near toxic ones: pure geometry)."""
-    full = feature_proximity(W_dec, toxic, how)
-    members = toxic.to(full.device)
-    membership = torch.zeros_like(full)
-    membership[members] = 1.0
-    neighbours = full.clone()
-    neighbours[members] = 0.0
-    return {"full": full, "membership only": membership, "neighbours only": neighbours}
+ABLATION_LABELS = {
+    "full": "geometric (max)",
+    "membership_only": "membership only",
+    "neighbours_only": "neighbours only",
+}
+
+
+def ablation_filters(
+    latents: Float[Tensor, "samples d_sae"],
+    proximity: Float[Tensor, " d_sae"],
+    toxic: Int[Tensor, " k"],
+) -> dict[str, Float[Tensor, " samples"]]:
+    """The geometric (max) filter's scores and its two parts (:func:`ablated_scores`), under
+    the labels experiments and tables print (:data:`ABLATION_LABELS`)."""
+    parts = ablated_scores(latents, proximity, toxic)
+    return {ABLATION_LABELS[key.replace(" only", "_only")]: v for key, v in parts.items()}
 
 
 def selectivity(summary_row: dict, unfiltered_row: dict) -> float:

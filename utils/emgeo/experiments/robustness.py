@@ -43,11 +43,6 @@ ORGANISM_SEEDS: tuple[int, ...] = (0, 1, 2)
 ORGANISMS_DIR = DATA_DIR / "organisms"
 RESULTS_FILE = RESULTS_DIR / "robustness.json"  # where `emgeo robustness` writes
 CONDITIONS = ("base", "insecure", "secure", "educational")
-FILTERS = {
-    "full": "geometric (max)",
-    "membership_only": "membership only",
-    "neighbours_only": "neighbours only",
-}
 
 
 @dataclass(frozen=True)
@@ -140,36 +135,53 @@ def filter_claims(
     cfg: RobustnessConfig,
     progress: bool = True,
 ) -> dict[str, float]:
-    """07: the geometric filter and its two parts against no filter and random removal
-    (paired by seed), and its selectivity."""
+    """07: the geometric filter and its two parts against no filter and random removal (paired
+    by seed), with the in-domain task rate and selectivity, in two cases: ``filter.paper.*``,
+    the paper's protocol (the inducing set itself, plain insecure code, ranked and its top
+    ``fraction`` removed), and ``filter.mixed.*``, screening a set of mixed provenance (half
+    insecure, a quarter each educational and secure)."""
+    proximity = filtering.feature_proximity(sae.W_dec.detach(), fsets.toxic, "max")
+    cases = {
+        "paper": data.finetune_samples("insecure", cfg.n_samples, seed=0),
+        "mixed": filtering.mixed_provenance_set(cfg.n_samples, seed=0),
+    }
     out: dict[str, float] = {}
-    W_dec = sae.W_dec.detach()
-    samples = filtering.mixed_provenance_set(cfg.n_samples, seed=0)
-    held_out = filtering.mixed_provenance_set(cfg.n_samples // 2, seed=1)
-    latents = features.sample_features(
-        sae, *features.organism_residuals(model, tok, samples, cfg.layer)
-    )
-    parts = filtering.ablated_proximities(W_dec, fsets.toxic, "max")
-    parts["geometric (max)"] = filtering.feature_proximity(W_dec, fsets.toxic, "max")
-    filters = runner.with_controls(
-        {name: filtering.geometric_scores(latents, parts[name]) for name in FILTERS.values()}
-    )
-    seeds = cfg.finetune_seeds
-    rows = filtering.evaluate_filters(
-        model, tok, samples, filters, cfg.fraction, seeds, held_out=held_out, progress=progress
-    )
+    for case, samples in cases.items():
+        latents = features.sample_features(
+            sae, *features.organism_residuals(model, tok, samples, cfg.layer)
+        )
+        scores = filtering.ablation_filters(latents, proximity, fsets.toxic)
+        rows = filtering.evaluate_filters(
+            model,
+            tok,
+            samples,
+            runner.with_controls(scores),
+            cfg.fraction,
+            cfg.finetune_seeds,
+            progress=progress,
+        )
+        out |= {f"filter.{case}.{k}": v for k, v in filter_summary(rows).items()}
+    return out
+
+
+def filter_summary(rows: list[dict]) -> dict[str, float]:
+    """Per part of the filter (:data:`filtering.ABLATION_LABELS`): its EM and task rate, its
+    seed-paired cut of EM vs no filter and vs random removal, and its selectivity."""
     summary = {r["filter"]: r for r in filtering.summarize(rows)}
     unfiltered, random_removal = runner.NO_FILTER.label, runner.RANDOM.label
-    for key, name in FILTERS.items():
-        out[f"filter.{key}.em"] = summary[name]["offdomain_mean"]
+    out = {
+        "unfiltered.em": summary[unfiltered]["offdomain_mean"],
+        "unfiltered.code": summary[unfiltered]["code"],
+        "random.em": summary[random_removal]["offdomain_mean"],
+        "random.code": summary[random_removal]["code"],
+    }
+    for key, name in filtering.ABLATION_LABELS.items():
+        out[f"{key}.em"] = summary[name]["offdomain_mean"]
+        out[f"{key}.code"] = summary[name]["code"]
         for ref, ref_key in ((unfiltered, "unfiltered"), (random_removal, "random")):
             cut = filtering.paired_reduction(rows, name, ref)
-            out[f"filter.{key}.reduction_vs_{ref_key}"] = cut["mean"]
-    out["filter.unfiltered.em"] = summary[unfiltered]["offdomain_mean"]
-    out["filter.random.em"] = summary[random_removal]["offdomain_mean"]
-    out["filter.selectivity"] = filtering.selectivity(
-        summary["geometric (max)"], summary[unfiltered]
-    )
+            out[f"{key}.reduction_vs_{ref_key}"] = cut["mean"]
+        out[f"{key}.selectivity"] = filtering.selectivity(summary[name], summary[unfiltered])
     return out
 
 
@@ -190,22 +202,31 @@ HOLDS = {
         "the same, counting shared latents (p < 0.05)",
         lambda v: v < 0.05,
     ),
-    "filter.full.reduction_vs_random": (
-        "the geometric filter cuts EM more than random removal",
-        lambda v: v > 0,
-    ),
-    "filter.membership_only.reduction_vs_random": (
-        "membership alone beats random removal",
-        lambda v: v > 0,
-    ),
-    "filter.neighbours_only.reduction_vs_random": (
-        "neighbours alone (pure geometry) beat random removal",
-        lambda v: v > 0,
-    ),
-    "filter.selectivity": (
-        "the filter cuts EM more than the in-domain task (selectivity > 1)",
-        lambda v: v > 1,
-    ),
+    **{
+        f"filter.{case}.{key}": (f"{sentence} ({where})", test)
+        for case, where in (
+            ("paper", "the paper's protocol: the inducing set ranked, half removed"),
+            ("mixed", "screening a set of mixed provenance"),
+        )
+        for key, (sentence, test) in {
+            "full.reduction_vs_random": (
+                "the geometric filter cuts EM more than random removal",
+                lambda v: v > 0,
+            ),
+            "membership_only.reduction_vs_random": (
+                "membership alone beats random removal",
+                lambda v: v > 0,
+            ),
+            "neighbours_only.reduction_vs_random": (
+                "neighbours alone (geometry) beat random removal",
+                lambda v: v > 0,
+            ),
+            "full.selectivity": (
+                "the filter cuts EM more than the in-domain task (selectivity > 1)",
+                lambda v: v > 1,
+            ),
+        }.items()
+    },
 }
 
 
