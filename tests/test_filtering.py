@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -297,6 +299,11 @@ def test_selectivity_is_em_cut_over_task_cut():
     assert filtering.selectivity({"offdomain_mean": 0.15, "code": 0.2}, unfiltered) == (
         pytest.approx(0.25 / 0.75)
     )
+    # a filter that leaves the task as it was (or raises it) has no selectivity to speak of
+    kept = {"offdomain_mean": 0.1, "code": 0.798}
+    assert math.isnan(filtering.selectivity(kept, unfiltered))
+    assert math.isnan(filtering.selectivity({"offdomain_mean": 0.1, "code": 0.9}, unfiltered))
+    assert filtering.task_cut(kept, unfiltered) == pytest.approx(0.0025)
 
 
 def test_paired_reduction_pairs_runs_by_seed():

@@ -122,3 +122,80 @@ def test_filter_summary_pairs_each_part_with_the_controls_by_seed():
     # selectivity: EM cut over the cut of the in-domain rate (0.9 -> 0.6), vs no filter
     assert out["full.selectivity"] == pytest.approx((1 - 0.12 / 0.2) / (1 - 0.6 / 0.9))
     assert out["unfiltered.em"] == pytest.approx(0.21) and out["random.code"] == 0.6
+    assert out["full.task_cut"] == pytest.approx(1 / 3)
+
+
+def test_the_ablation_table_shows_each_part_with_its_intervals():
+    from emgeo import filtering
+
+    rows = [
+        {
+            "filter": name,
+            "seed": seed,
+            "fraction": 0.5,
+            "offdomain": rate + seed / 100,
+            "code": 0.8,
+            "removed": {},
+        }
+        for name, rate in {
+            "no filter": 0.2,
+            "random": 0.2,
+            "geometric (max)": 0.1,
+            "membership only": 0.1,
+            "neighbours only": 0.3,
+        }.items()
+        for seed in (0, 1, 2)
+    ]
+    summary = filtering.ablation_summary(rows)
+    low, high = summary["full"]["ci_vs_random"]
+    assert low < summary["full"]["reduction_vs_random"] < high
+    table = filtering.ablation_table(summary)
+    assert list(table.index) == ["geometric (max)", "membership only", "neighbours only"]
+    assert table.loc["neighbours only", ("cut vs random", "mean")] < 0
+    assert table.loc["geometric (max)", ("cut vs random", "95% CI")].startswith("[+0.4")
+
+
+def test_an_undefined_value_is_listed_but_left_out_of_the_statistics():
+    per = {
+        0: {"filter.paper.full.selectivity": float("nan")},
+        1: {"filter.paper.full.selectivity": 2.0},
+        2: {"filter.paper.full.selectivity": 0.5},
+    }
+    entry = robustness.aggregate(per)["filter.paper.full.selectivity"]
+    assert entry["values"] == [None, 2.0, 0.5]
+    assert entry["mean"] == 1.25 and entry["holds_in"] == 1 and entry["of"] == 3
+    alone = robustness.aggregate({0: {"x": float("nan")}})["x"]
+    assert alone["mean"] is None and alone["sd"] is None
+
+
+class Stopped(Exception):
+    """A stop in the middle of a run (KeyboardInterrupt would stop pytest too)."""
+
+
+def test_a_stopped_run_resumes_with_the_organisms_it_had_not_finished(monkeypatch, tmp_path):
+    monkeypatch.setattr(robustness, "organism_dir", lambda seed: tmp_path / f"seed{seed}")
+    for seed in (0, 1, 2):
+        (tmp_path / f"seed{seed}").mkdir()
+        (tmp_path / f"seed{seed}" / "model.json").write_text("{}")
+    monkeypatch.setattr(robustness.organism, "load", lambda directory: (directory.name, None))
+    monkeypatch.setattr(robustness.saes, "load_organism_sae", lambda layer, directory: None)
+    measured, stops = [], [True]
+
+    def claims(model, tok, sae, cfg, progress):
+        if model == "seed2" and stops:
+            stops.pop()
+            raise Stopped  # stopped in the third organism, once
+        measured.append(model)
+        return {"em.base": float(model[-1])}
+
+    monkeypatch.setattr(robustness, "claims", claims)
+    out = tmp_path / "robustness.json"
+    with pytest.raises(Stopped):
+        robustness.run((0, 1, 2), out=out, progress=False)
+    assert robustness.partial_path(out).exists() and not out.exists()
+    result = robustness.run((0, 1, 2), out=out, progress=False)
+    assert measured == ["seed0", "seed1", "seed2"]  # each organism measured once
+    assert result["claims"]["em.base"]["values"] == [0.0, 1.0, 2.0]
+    assert not robustness.partial_path(out).exists()
+    other = robustness.run((0, 1), out=out, progress=False)  # other settings: measured again
+    assert measured[3:] == ["seed0", "seed1"] and other["config"]["organism_seeds"] == [0, 1]

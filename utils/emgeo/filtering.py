@@ -100,12 +100,23 @@ def ablation_filters(
     return {ABLATION_LABELS[key.replace(" only", "_only")]: v for key, v in parts.items()}
 
 
+MIN_TASK_CUT = 0.01  # a smaller cut of the task leaves selectivity undefined
+
+
+def task_cut(summary_row: dict, unfiltered_row: dict) -> float:
+    """How much of the in-domain task (the insecure-code rate the fine-tune learns) a filter
+    takes away, relative to the unfiltered runs."""
+    return 1 - summary_row["code"] / unfiltered_row["code"]
+
+
 def selectivity(summary_row: dict, unfiltered_row: dict) -> float:
     """EM reduction over in-domain task reduction, both relative to the unfiltered runs: above 1,
-    a filter takes away more misalignment than task (here the insecure-code rate it learns)."""
+    a filter takes away more misalignment than task. NaN when the filter leaves the task within
+    ``MIN_TASK_CUT`` of the unfiltered runs (or raises it): the ratio then says nothing, and the
+    EM cut alone (with its interval) is the answer."""
     em = 1 - summary_row["offdomain_mean"] / unfiltered_row["offdomain_mean"]
-    task = 1 - summary_row["code"] / unfiltered_row["code"]
-    return em / task if task else float("inf")
+    task = task_cut(summary_row, unfiltered_row)
+    return em / task if task >= MIN_TASK_CUT else float("nan")
 
 
 def geometric_scores(
@@ -255,6 +266,47 @@ def paired_reduction(rows: Sequence[dict], name: str, reference: str) -> dict[st
     by_seed = {r["seed"]: r["offdomain"] for r in rows if r["filter"] == reference}
     cuts = [1 - r["offdomain"] / by_seed[r["seed"]] for r in rows if r["filter"] == name]
     return mean_ci(cuts)
+
+
+def ablation_summary(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
+    """Per part of the geometric filter (:data:`ABLATION_LABELS`, by key): its EM (the mean
+    off-domain rate) and in-domain insecure-code rate, its seed-paired cut of EM against no
+    filter and against random removal (:func:`paired_reduction`: mean and 95% interval), and
+    its selectivity; under ``"unfiltered"`` and ``"random"``, the controls' EM and code rate."""
+    summary = {r["filter"]: r for r in summarize(rows)}
+    controls = {"unfiltered": runner.NO_FILTER.label, "random": runner.RANDOM.label}
+    out = {
+        key: {"em": summary[label]["offdomain_mean"], "code": summary[label]["code"]}
+        for key, label in controls.items()
+    }
+    for key, label in ABLATION_LABELS.items():
+        entry = {"em": summary[label]["offdomain_mean"], "code": summary[label]["code"]}
+        for ref_key, ref in controls.items():
+            cut = paired_reduction(rows, label, ref)
+            entry[f"reduction_vs_{ref_key}"] = cut["mean"]
+            entry[f"ci_vs_{ref_key}"] = [cut["ci_low"], cut["ci_high"]]
+        entry["task_cut"] = task_cut(summary[label], summary[controls["unfiltered"]])
+        entry["selectivity"] = selectivity(summary[label], summary[controls["unfiltered"]])
+        out[key] = entry
+    return out
+
+
+def ablation_table(summary: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """:func:`ablation_summary` as a table: one row per part, labelled as experiments print."""
+    rows = {}
+    for key, label in ABLATION_LABELS.items():
+        e = summary[key]
+        rows[label] = {
+            ("EM", ""): e["em"],
+            ("cut vs no filter", "mean"): e["reduction_vs_unfiltered"],
+            ("cut vs no filter", "95% CI"): "[{:+.3f}, {:+.3f}]".format(*e["ci_vs_unfiltered"]),
+            ("cut vs random", "mean"): e["reduction_vs_random"],
+            ("cut vs random", "95% CI"): "[{:+.3f}, {:+.3f}]".format(*e["ci_vs_random"]),
+            ("insecure code", ""): e["code"],
+            ("task cut", ""): e["task_cut"],
+            ("selectivity", ""): e["selectivity"],
+        }
+    return pd.DataFrame(rows).T
 
 
 # ---------------------------------------------------------------- the fine-tuning set

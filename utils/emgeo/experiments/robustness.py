@@ -23,6 +23,7 @@ trained by the same command when missing.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -165,24 +166,14 @@ def filter_claims(
 
 
 def filter_summary(rows: list[dict]) -> dict[str, float]:
-    """Per part of the filter (:data:`filtering.ABLATION_LABELS`): its EM and task rate, its
-    seed-paired cut of EM vs no filter and vs random removal, and its selectivity."""
-    summary = {r["filter"]: r for r in filtering.summarize(rows)}
-    unfiltered, random_removal = runner.NO_FILTER.label, runner.RANDOM.label
-    out = {
-        "unfiltered.em": summary[unfiltered]["offdomain_mean"],
-        "unfiltered.code": summary[unfiltered]["code"],
-        "random.em": summary[random_removal]["offdomain_mean"],
-        "random.code": summary[random_removal]["code"],
+    """:func:`filtering.ablation_summary` as flat keys (``full.reduction_vs_random``, ...),
+    the intervals left out."""
+    return {
+        f"{key}.{name}": value
+        for key, entry in filtering.ablation_summary(rows).items()
+        for name, value in entry.items()
+        if not name.startswith("ci_")
     }
-    for key, name in filtering.ABLATION_LABELS.items():
-        out[f"{key}.em"] = summary[name]["offdomain_mean"]
-        out[f"{key}.code"] = summary[name]["code"]
-        for ref, ref_key in ((unfiltered, "unfiltered"), (random_removal, "random")):
-            cut = filtering.paired_reduction(rows, name, ref)
-            out[f"{key}.reduction_vs_{ref_key}"] = cut["mean"]
-        out[f"{key}.selectivity"] = filtering.selectivity(summary[name], summary[unfiltered])
-    return out
 
 
 # A claim "holds" in an organism when its value passes the test beside it: the sentence each
@@ -234,19 +225,22 @@ def aggregate(per_organism: dict[int, dict[str, float | int]]) -> dict:
     """Per claim: the value in each organism, mean, sample standard deviation, min and max; for
     the claims in :data:`HOLDS`, in how many organisms the sentence holds; and for p-values, the
     p-value of all organisms' tests together (Fisher's method: the organisms are pretrained
-    independently, so their tests are independent)."""
+    independently, so their tests are independent). An undefined value (NaN: a selectivity where
+    the filter left the task as it was) is listed as None and left out of the statistics, and
+    never counts as holding."""
     keys = sorted(set().union(*(v.keys() for v in per_organism.values())))
     out = {}
     for key in keys:
-        values = [
+        every = [
             float(per_organism[s][key]) for s in sorted(per_organism) if key in per_organism[s]
         ]
+        values = [v for v in every if not math.isnan(v)]
         entry = {
-            "values": [round(v, 4) for v in values],
-            "mean": round(statistics.mean(values), 4),
+            "values": [None if math.isnan(v) else round(v, 4) for v in every],
+            "mean": round(statistics.mean(values), 4) if values else None,
             "sd": round(statistics.stdev(values), 4) if len(values) > 1 else None,
-            "min": round(min(values), 4),
-            "max": round(max(values), 4),
+            "min": round(min(values), 4) if values else None,
+            "max": round(max(values), 4) if values else None,
         }
         if key.endswith("p_value") and len(values) > 1:  # independent organisms: Fisher's method
             entry["combined_p"] = float(f"{combine_pvalues(values).pvalue:.3g}")
@@ -254,7 +248,7 @@ def aggregate(per_organism: dict[int, dict[str, float | int]]) -> dict:
             sentence, test = HOLDS[key]
             entry["claim"] = sentence
             entry["holds_in"] = sum(bool(test(v)) for v in values)
-            entry["of"] = len(values)
+            entry["of"] = len(every)
         out[key] = entry
     return out
 
@@ -269,9 +263,16 @@ def run(
     progress: bool = True,
 ) -> dict:
     """Measure :func:`claims` in every organism (training missing ones), write ``out`` (and,
-    with ``ship``, the copy in ``data/organisms`` the notebooks read)."""
-    per_organism, seconds = {}, {}
+    with ``ship``, the copy in ``data/organisms`` the notebooks read).
+
+    Each organism's claims are saved as it ends, beside ``out`` (:func:`partial_path`), under
+    the settings that made them: a stopped run, started again, measures only the organisms it
+    had not finished."""
+    config = json.loads(json.dumps({**asdict(cfg), "organism_seeds": list(seeds)}))
+    done = _load_partial(partial_path(out), config)
     for seed in tqdm(seeds, desc="organisms", disable=not progress):
+        if str(seed) in done["per_organism"]:
+            continue
         start = time.perf_counter()
         directory = organism_dir(seed)
         if not (directory / "model.json").exists():
@@ -283,20 +284,35 @@ def run(
             train(seed, directory, pretrain_steps, cfg.layer)
         model, tok = organism.load(directory)
         sae = saes.load_organism_sae(cfg.layer, directory)
-        per_organism[seed] = claims(model, tok, sae, cfg, progress)
-        seconds[seed] = round(time.perf_counter() - start, 1)
+        measured = claims(model, tok, sae, cfg, progress)
+        done["per_organism"][str(seed)] = {k: round(float(v), 5) for k, v in measured.items()}
+        done["seconds"][str(seed)] = round(time.perf_counter() - start, 1)
+        chatfile.write_json(done, partial_path(out))
+    per_organism = {s: done["per_organism"][str(s)] for s in seeds}
     result = {
-        "config": {**asdict(cfg), "organism_seeds": list(seeds)},
+        "config": config,
         "claims": aggregate(per_organism),
-        "per_organism": {
-            str(s): {k: round(float(v), 5) for k, v in c.items()} for s, c in per_organism.items()
-        },
-        "seconds": {str(s): t for s, t in seconds.items()},
+        "per_organism": {str(s): per_organism[s] for s in seeds},
+        "seconds": {str(s): done["seconds"][str(s)] for s in seeds},
     }
     chatfile.write_json(result, out)
     if ship:
         chatfile.write_json(result, ORGANISMS_DIR / "robustness.json")
+    partial_path(out).unlink()
     return result
+
+
+def partial_path(out: Path) -> Path:
+    """Where :func:`run` keeps the organisms measured so far."""
+    return out.with_name(out.stem + ".partial.json")
+
+
+def _load_partial(path: Path, config: dict) -> dict:
+    """The organisms measured so far under ``config`` (none if the settings changed)."""
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if saved.get("config") != config:
+        return {"config": config, "per_organism": {}, "seconds": {}}
+    return saved
 
 
 def describe(result: dict) -> str:
