@@ -7,7 +7,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
 from emgeo.config import REPO_ROOT
-from emgeo.course import cli, notebooks
+from emgeo.course import claims, cli, notebooks
 
 
 def _tiny_notebook(path):
@@ -42,6 +42,10 @@ def test_reproduce_writes_notebooks_figures_and_summary(tmp_path, monkeypatch):
     assert executed.cells[0].outputs[0]["text"] == "cpu\n"
     assert list((results_dir / "figures").glob("98_tiny_cell02_*.png"))
     assert summary["environment"]["threads"] == 2
+    # the claims table closes the summary, read from it and the shipped records
+    assert [r["claim"] for r in summary["claims"]][0] == claims.CLAIMS[0].claim
+    assert all(r["verdict"] in claims.VERDICTS for r in summary["claims"])
+    assert (results_dir / "claims.md").read_text().startswith("| claim |")
 
 
 def test_execute_stores_outputs_in_place_and_reports_time_and_memory(tmp_path, monkeypatch, capsys):

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from emgeo import config, data, lm_data
 from emgeo.audit import run as audit_run
-from emgeo.course import doctor, grade, pins, site
+from emgeo.course import claims, doctor, grade, pins, site
 from emgeo.course.build import build_course
 from emgeo.course.notebooks import execute_in_place, reproduce
 from emgeo.errors import ProfileError
@@ -428,6 +428,7 @@ def parser() -> argparse.ArgumentParser:
     grade.add_subcommand(sub)  # emgeo grade SUBMISSIONS; emgeo nbgrader-source DIR
     audit_run.add_subcommand(sub)  # emgeo audit DATA --out DIR
     site.add_subcommand(sub)  # emgeo site
+    claims.add_subcommand(sub)  # emgeo claims [--write]
     return top
 
 

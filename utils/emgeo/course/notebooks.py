@@ -26,6 +26,7 @@ import torch
 from nbclient import NotebookClient
 
 from emgeo.config import RESULTS_DIR, SOLUTIONS_DIR, STANDINS_ENV
+from emgeo.course import claims
 from emgeo.course.results import RECORD_FILE_ENV, read_records, set_dotted
 from emgeo.course.site import WIDGET_STATE, WIDGET_VIEW, tag_free
 
@@ -221,8 +222,10 @@ def reproduce(
         summary.setdefault("notebooks", {})[src.stem] = measured
         save_figures(dst, results_dir / "figures")
     summary["environment"] = environment_summary()
+    summary["claims"] = claims.rows(claims.with_shipped(summary))
     results_dir.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    (results_dir / "claims.md").write_text(claims.markdown(claims.with_shipped(summary)))
     return summary_path
 
 

@@ -1,0 +1,107 @@
+"""The claims table: each claim's figure read from a summary, its verdict from the interval, and
+the same figures computed from the records the course ships."""
+
+import json
+
+import pytest
+
+from emgeo.config import REPO_ROOT
+from emgeo.course import claims
+
+
+def test_an_interval_gives_the_verdict():
+    assert claims.interval_verdict(0.01, 0.3) == "supported"
+    assert claims.interval_verdict(-0.1, 0.3) == "not supported"
+    assert claims.interval_verdict(-0.3, -0.02) == "contradicted"
+
+
+def test_rows_read_each_figure_and_say_what_is_missing():
+    summary = {
+        "pooled": {
+            "filter": {
+                "paper": {"full": {"mean": -0.03, "ci": [-0.07, 0.01], "n": 5, "unit": "organisms"}}
+            },
+            "dose": {"between": {"p": 0.0002, "detail": "rho = 0.84 over 16 organisms"}},
+        },
+        "lm": {"geometry": {"disjoint": {"p_value": 0.58}}},
+    }
+    rows = claims.rows(summary)
+    assert all(r["verdict"] in claims.VERDICTS for r in rows)
+    by = {(r["claim"][:30], r["where"]): r for r in rows}
+    paper = next(
+        r for (c, w), r in by.items() if c.startswith("Removing") and w == claims.ORGANISMS
+    )
+    assert paper["figure"] == "cut vs random -3.0% [-7.0%, +1.0%], 5 organisms"
+    assert paper["verdict"] == "not supported"
+    lm = next(r for r in rows if r["where"].startswith("SmolLM2") and "nearer" in r["claim"])
+    assert lm["verdict"] == "not supported" and "p = 0.58" in lm["figure"]
+    dose = next(r for r in rows if r["where"].endswith("between organisms"))
+    assert dose["verdict"] == "supported" and "rho = 0.84" in dose["figure"]
+    within = next(r for r in rows if r["where"].endswith("within an organism"))
+    assert within["verdict"] == "not in this run" and "geometry-within" in within["figure"]
+    judge = next(r for r in rows if "LLM-judge" in r["claim"])
+    assert judge["verdict"] == "not tested here"
+
+
+def test_the_table_and_markdown_show_each_claim_once():
+    table = claims.table({})
+    assert (table["claim"] != "").sum() == len(claims.CLAIMS)
+    text = claims.markdown({})
+    assert text.count("\n") == 2 + sum(len(c.tests) for c in claims.CLAIMS)
+    assert all(c.claim in text for c in claims.CLAIMS)
+
+
+def _records(tmp_path, reductions: list[float]):
+    organisms = tmp_path / "organisms"
+    organisms.mkdir(parents=True)
+    entry = {"values": reductions, "holds_in": 2, "of": 3}
+    robust = {
+        "claims": {
+            "geometry.disjoint.p_value": {"combined_p": 0.2, "holds_in": 1, "of": 3},
+            "geometry.confounded.p_value": {"combined_p": 0.001, "holds_in": 3, "of": 3},
+            "filter.paper.full.reduction_vs_random": entry,
+        }
+    }
+    (organisms / "robustness.json").write_text(json.dumps(robust))
+    dose = {"correlations": {"cosine": {"n": 16, "p_value": 0.0002, "rho": 0.84}}}
+    (organisms / "geometry_dose.json").write_text(json.dumps(dose))
+    (tmp_path / "lm_em").mkdir()
+    per_seed = {"mean": -0.11, "ci_low": -0.27, "ci_high": 0.05, "n": 3}
+    lm = {"summary": {"reduction_vs_random": {"per_seed": per_seed}}}
+    (tmp_path / "lm_em" / "filter.json").write_text(json.dumps(lm))
+    return tmp_path
+
+
+def test_the_shipped_records_give_pooled_figures(tmp_path):
+    summary = claims.shipped_summary(_records(tmp_path, [0.2, 0.25, 0.3]))
+    paper = summary["pooled"]["filter"]["paper"]["full"]
+    assert paper["mean"] == pytest.approx(0.25) and paper["n"] == 3
+    assert paper["ci"][0] == pytest.approx(0.25 - 4.303 * 0.05 / 3**0.5, abs=1e-3)
+    assert summary["pooled"]["geometry"]["disjoint"]["p"] == 0.2
+    assert summary["pooled"]["filter"]["lm"]["full"]["ci"] == [-0.27, 0.05]
+    verdicts = {(r["claim"][:20], r["where"]): r["verdict"] for r in claims.rows(summary)}
+    assert verdicts[("Removing the half of", claims.ORGANISMS)] == "supported"
+    assert verdicts[("Features of the indu", claims.ORGANISMS + ", outside the toxic set")] == (
+        "not supported"
+    )
+
+
+def test_the_course_ships_every_record_the_table_reads():
+    summary = claims.shipped_summary()["pooled"]
+    assert {"geometry", "dose", "filter"} <= set(summary)
+    assert {"paper", "mixed", "lm"} <= set(summary["filter"])
+
+
+def test_the_readme_holds_the_table_the_records_give():
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert claims.readme_block() in readme, "run `emgeo claims --write` after a record changes"
+
+
+def test_writing_the_readme_replaces_only_the_table(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n\nbefore\n{claims.README_START}\nold\n{claims.README_END}\nafter\n")
+    assert claims.write_readme(readme)
+    text = readme.read_text()
+    assert text.startswith("# t\n\nbefore\n") and text.endswith("\nafter\n")
+    assert "old" not in text and claims.markdown(claims.with_shipped({})) in text
+    assert not claims.write_readme(readme)
