@@ -157,23 +157,33 @@ def drag_trajectory(
         alpha = d_ind @ (x_train - start["train"])
         measured = d_tox @ (x_off - start["off"])  # (toxic,)
         own, neighbour = (overlap * same) @ alpha, (overlap * (1 - same)) @ alpha
-        rows.append(
-            {
-                "step": step,
-                "offdomain": organism.evaluate(m, tok)["offdomain"],
-                "measured": measured.mean().item(),
-                "predicted": (own + neighbour).mean().item(),
-                "self term": own.mean().item(),
-                "neighbour term": neighbour.mean().item(),
-                "measured_j": measured.tolist(),
-                "self_j": own.tolist(),
-                "neighbour_j": neighbour.tolist(),
-            }
-        )
+        offdomain = organism.evaluate(m, tok)["offdomain"]
+        rows.append(_drag_row(step, offdomain, measured, own, neighbour))
         m.train()
 
     organism.finetune(model, tok, samples, cfg, callback=record)
     return rows
+
+
+def _drag_row(
+    step: int,
+    offdomain: float,
+    measured: Float[Tensor, " toxic"],
+    own: Float[Tensor, " toxic"],
+    neighbour: Float[Tensor, " toxic"],
+) -> dict:
+    """One step of :func:`drag_trajectory`: means over the toxic latents, and per-latent lists."""
+    return {
+        "step": step,
+        "offdomain": offdomain,
+        "measured": measured.mean().item(),
+        "predicted": (own + neighbour).mean().item(),
+        "self term": own.mean().item(),
+        "neighbour term": neighbour.mean().item(),
+        "measured_j": measured.tolist(),
+        "self_j": own.tolist(),
+        "neighbour_j": neighbour.tolist(),
+    }
 
 
 def drag_per_latent(rows: Sequence[dict], sets: FeatureSets) -> list[dict]:

@@ -160,11 +160,8 @@ def _diagnose(fn: Callable, got: Tensor, mistakes: Sequence[Mistake], outcome: C
             raise CheckFailed(f"`{_name(fn)}` trains a different SAE. {mistake.hint}")
 
 
-@_exercise("sae.train_sae")
-def check_train_sae_loop(fn: Callable) -> None:
-    """``fn(model, acts, steps, batch_size, lr, l1_coeff, generator)`` -> the trained SAE: Adam,
-    batches ``acts[torch.randint(len(acts), (batch_size,), generator=generator)]``, the SAE loss,
-    decoder rows renormalised after every step, ``fire_count`` += samples each latent fired on."""
+def _check_weights(fn: Callable, out: nn.Module, expected: nn.Module) -> None:
+    """The learner's trained SAE has the reference's weights, or the likely mistake is named."""
     weight_mistakes = [
         Mistake(
             "Did you forget to renormalise the decoder? After every optimizer step, divide each "
@@ -192,24 +189,6 @@ def check_train_sae_loop(fn: Callable) -> None:
             _variant(l1_from_config=True),
         ),
     ]
-    count_mistakes = [
-        Mistake(
-            "model.fire_count counts samples: add (f > 0).sum(0), the number of samples of the "
-            "batch on which each latent fired, not whether it fired in the batch.",
-            _variant(count="batches"),
-        ),
-        Mistake(
-            "model.fire_count is still zero: every step, add (f > 0).sum(0) to it, so that the "
-            "latents that never fired (dead) are known.",
-            _variant(count=None),
-        ),
-    ]
-    out = _train(fn)
-    if not isinstance(out, nn.Module) or not all(hasattr(out, n) for n in _PARAMS):
-        raise CheckFailed(
-            f"`{_name(fn)}` returned {type(out).__name__}: return the trained SAE (`return model`)."
-        )
-    expected = _train(sae.train_sae)
     got, want = _weights(out), _weights(expected)
     if not torch.allclose(got, want, atol=1e-4, rtol=1e-3):
         if not torch.equal(got, _weights(_train(fn))):
@@ -225,6 +204,22 @@ def check_train_sae_loop(fn: Callable) -> None:
             "draw acts[torch.randint(len(acts), (batch_size,), generator=generator)], encode, "
             "decode, the SAE loss, zero_grad, backward, Adam step, renormalise the decoder rows."
         )
+
+
+def _check_fire_count(fn: Callable, out: nn.Module, expected: nn.Module) -> None:
+    """The learner's SAE counts the samples each latent fired on, as the reference does."""
+    count_mistakes = [
+        Mistake(
+            "model.fire_count counts samples: add (f > 0).sum(0), the number of samples of the "
+            "batch on which each latent fired, not whether it fired in the batch.",
+            _variant(count="batches"),
+        ),
+        Mistake(
+            "model.fire_count is still zero: every step, add (f > 0).sum(0) to it, so that the "
+            "latents that never fired (dead) are known.",
+            _variant(count=None),
+        ),
+    ]
     counts = out.fire_count.detach().float()
     if counts.shape != expected.fire_count.shape or not torch.allclose(
         counts, expected.fire_count, atol=1.0, rtol=0
@@ -235,6 +230,21 @@ def check_train_sae_loop(fn: Callable) -> None:
             "(f > 0).sum(0) of that step's batch (largest error "
             f"{(counts - expected.fire_count).abs().max().item():.3g})."
         )
+
+
+@_exercise("sae.train_sae")
+def check_train_sae_loop(fn: Callable) -> None:
+    """``fn(model, acts, steps, batch_size, lr, l1_coeff, generator)`` -> the trained SAE: Adam,
+    batches ``acts[torch.randint(len(acts), (batch_size,), generator=generator)]``, the SAE loss,
+    decoder rows renormalised after every step, ``fire_count`` += samples each latent fired on."""
+    out = _train(fn)
+    if not isinstance(out, nn.Module) or not all(hasattr(out, n) for n in _PARAMS):
+        raise CheckFailed(
+            f"`{_name(fn)}` returned {type(out).__name__}: return the trained SAE (`return model`)."
+        )
+    expected = _train(sae.train_sae)
+    _check_weights(fn, out, expected)
+    _check_fire_count(fn, out, expected)
     _passed(fn, f"trains the course's SAE ({_STEPS} Adam steps, unit decoder rows, fire counts)")
 
 

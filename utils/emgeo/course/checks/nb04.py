@@ -185,10 +185,8 @@ def _step_with(loss_fn: Callable = _masked_nll, order: str = "zero, backward, st
     return step
 
 
-@_exercise("organism.finetune_step")
-def check_finetune_step(fn: Callable) -> None:
-    """``fn(model, tokens, mask, optimizer)`` -> the loss; one step on the answer-only
-    next-token cross-entropy: zero_grad, backward, step."""
+def _check_loss(fn: Callable, loss: Tensor, want_loss: Tensor) -> None:
+    """The learner's step returns the reference's loss, or the likely mistake is named."""
     loss_mistakes = [
         Mistake(
             "The loss must count answer tokens only: weight each target's cross-entropy by the "
@@ -216,18 +214,6 @@ def check_finetune_step(fn: Callable) -> None:
             _step_with(lambda m, t, k: _masked_nll(m, t, k, per_chat=True)),
         ),
     ]
-    step_mistakes = [
-        Mistake(
-            "Call optimizer.zero_grad() before loss.backward(): the model arrives with the "
-            "gradients of its previous step in .grad, and backward() adds to them.",
-            _step_with(order="backward, step"),
-        ),
-    ]
-    loss, grad = _stepped(fn)
-    if not isinstance(loss, Tensor | float) or torch.as_tensor(loss).numel() != 1:
-        raise CheckFailed(f"`{_name(fn)}` should return the loss, one number (a scalar tensor).")
-    want_loss, want_grad = _stepped(_science("organism").finetune_step)
-    loss = torch.as_tensor(loss, dtype=torch.float32).detach().reshape(())
     if not torch.allclose(loss, want_loss, atol=1e-5, rtol=1e-4):
         for mistake in loss_mistakes:
             if torch.allclose(loss, _stepped(mistake.compute)[0], atol=1e-5, rtol=1e-4):
@@ -235,6 +221,18 @@ def check_finetune_step(fn: Callable) -> None:
         raise CheckFailed(
             f"`{_name(fn)}` returns the loss {loss.item():.4f}, expected {want_loss.item():.4f}."
         )
+
+
+def _check_gradient(fn: Callable, grad: Tensor | None, want_grad: Tensor) -> None:
+    """The learner's step moved the parameters with the reference's gradient, or the likely
+    mistake is named."""
+    step_mistakes = [
+        Mistake(
+            "Call optimizer.zero_grad() before loss.backward(): the model arrives with the "
+            "gradients of its previous step in .grad, and backward() adds to them.",
+            _step_with(order="backward, step"),
+        ),
+    ]
     if grad is None:
         raise CheckFailed(
             f"`{_name(fn)}` computes the right loss but the optimizer never moved the "
@@ -249,4 +247,17 @@ def check_finetune_step(fn: Callable) -> None:
             f"`{_name(fn)}` computes the right loss but steps with another gradient: "
             "optimizer.zero_grad(), then loss.backward(), then optimizer.step()."
         )
+
+
+@_exercise("organism.finetune_step")
+def check_finetune_step(fn: Callable) -> None:
+    """``fn(model, tokens, mask, optimizer)`` -> the loss; one step on the answer-only
+    next-token cross-entropy: zero_grad, backward, step."""
+    loss, grad = _stepped(fn)
+    if not isinstance(loss, Tensor | float) or torch.as_tensor(loss).numel() != 1:
+        raise CheckFailed(f"`{_name(fn)}` should return the loss, one number (a scalar tensor).")
+    want_loss, want_grad = _stepped(_science("organism").finetune_step)
+    loss = torch.as_tensor(loss, dtype=torch.float32).detach().reshape(())
+    _check_loss(fn, loss, want_loss)
+    _check_gradient(fn, grad, want_grad)
     _passed(fn, "the answer-only loss of multi-turn chats, and one clean AdamW step")

@@ -270,19 +270,15 @@ def _contrast_latents(gen: torch.Generator, n_pos: int, n_neg: int, d_sae: int, 
     return positive, negative, alive
 
 
-@_exercise("features.top_features")
-def check_top_features(fn: Callable) -> None:
-    """``fn(positive, negative, k, alive=None)`` -> the k alive latents whose mean activation rises
-    most from ``negative`` to ``positive``, in decreasing order of that rise."""
-    features = _science("features")
-    ref = features.top_features
+def _top_features_mistakes(ref: Callable) -> list[Mistake]:
+    """The likely mistakes of ``top_features``, each built on the reference ``ref``."""
 
     def masked_with_zero(p, n, k, alive=None):
         if alive is None:
             return ref(p, n, k)
         return (p.mean(0) - n.mean(0)).masked_fill(~alive, 0.0).topk(k).indices
 
-    mistakes = [
+    return [
         Mistake(
             "Those latents rise most on `negative`: the score is mean(positive) - mean(negative).",
             lambda p, n, k, alive=None: ref(n, p, k, alive),
@@ -319,6 +315,15 @@ def check_top_features(fn: Callable) -> None:
             lambda p, n, k, alive=None: ref(p, n, k, alive).flip(0),
         ),
     ]
+
+
+@_exercise("features.top_features")
+def check_top_features(fn: Callable) -> None:
+    """``fn(positive, negative, k, alive=None)`` -> the k alive latents whose mean activation rises
+    most from ``negative`` to ``positive``, in decreasing order of that rise."""
+    features = _science("features")
+    ref = features.top_features
+    mistakes = _top_features_mistakes(ref)
     gen = torch.Generator().manual_seed(17)
     for trial in range(3):
         d_sae, n_dead = 20 + trial, 6

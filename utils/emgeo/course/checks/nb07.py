@@ -79,12 +79,9 @@ _KEEP_CASES = (  # (n, fraction, tied scores?): budgets 3, 3.6, 0, 3 (tied), 6.6
 )
 
 
-@_exercise("filtering.keep_mask")
-def check_keep_mask(fn: Callable) -> None:
-    """``fn(scores, fraction)`` -> True for the samples kept when the ``round(fraction * n)``
-    highest-scoring samples are removed, ties removed in order of position."""
-    filtering = _science("filtering")
-    mistakes = [
+def _keep_mask_mistakes(ref: Callable) -> list[Mistake]:
+    """The likely mistakes of ``keep_mask``, some built on the reference ``ref``."""
+    return [
         Mistake(
             "At fraction 0 nothing is removed, and you removed everything: `order[-0:]` is the "
             "whole tensor, not an empty one.",
@@ -93,11 +90,11 @@ def check_keep_mask(fn: Callable) -> None:
         Mistake(
             "You removed the samples with the *lowest* scores: a high score marks a sample likely "
             "to induce EM, and those are the ones to remove.",
-            lambda s, f: filtering.keep_mask(-s, f),
+            lambda s, f: ref(-s, f),
         ),
         Mistake(
             "True marks the samples *kept*: you returned the ones removed.",
-            lambda s, f: ~filtering.keep_mask(s, f),
+            lambda s, f: ~ref(s, f),
         ),
         Mistake(
             "`fraction` is the share *removed*, not the share kept: remove round(fraction * n) "
@@ -126,6 +123,14 @@ def check_keep_mask(fn: Callable) -> None:
             lambda s, f: _remove_top(s, round(f * len(s)), from_the_end=True),
         ),
     ]
+
+
+@_exercise("filtering.keep_mask")
+def check_keep_mask(fn: Callable) -> None:
+    """``fn(scores, fraction)`` -> True for the samples kept when the ``round(fraction * n)``
+    highest-scoring samples are removed, ties removed in order of position."""
+    filtering = _science("filtering")
+    mistakes = _keep_mask_mistakes(filtering.keep_mask)
     gen = torch.Generator().manual_seed(17)
     for n, fraction, tied in _KEEP_CASES:
         if tied:  # small whole numbers, as the keyword filter's counts are
