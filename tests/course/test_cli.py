@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emgeo import config
+from emgeo import config, resources
 from emgeo.course import cli
 from emgeo.experiments import dose, robustness
 from emgeo.models import lm, lm_filter, lm_finetunes
@@ -97,6 +97,33 @@ def test_the_experiments_ship_only_when_told(monkeypatch, tmp_path, capsys):
 def test_the_linked_world_is_never_shipped(tmp_path):
     with pytest.raises(ValueError, match="never shipped"):
         dose.run(dose.DoseConfig(link=True), tmp_path / "d.json", ship=True, progress=False)
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("a command that needs a clone ran from a wheel")
+
+
+@pytest.mark.parametrize(
+    "argv", [["build-course", "--check"], ["pins"], ["execute", "01"], ["reproduce"]]
+)
+def test_the_commands_on_the_clones_files_say_from_a_wheel_that_they_need_a_clone(
+    argv, monkeypatch, capsys
+):
+    monkeypatch.setattr(resources, "installed_from_wheel", lambda *a: True)
+    for name in ("build_course", "execute_in_place", "reproduce"):
+        monkeypatch.setattr(cli, name, _refuse)
+    monkeypatch.setattr(cli.pins, "pinned_dependencies", _refuse)
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"emgeo {argv[0]}: ") and "needs a clone" in err
+
+
+def test_in_a_clone_those_commands_run(monkeypatch, capsys):
+    monkeypatch.setattr(resources, "installed_from_wheel", lambda *a: False)
+    monkeypatch.setattr(cli.pins, "pinned_dependencies", lambda: ["torch==2.13.0"])
+    assert cli.main(["pins"]) == 0
+    assert capsys.readouterr().out == "torch==2.13.0\n"
 
 
 def test_every_subcommand_is_registered(capsys):

@@ -11,6 +11,7 @@ writes the record the notebooks read under ``data/``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from emgeo import config, data, lm_data
+from emgeo import config, data, lm_data, resources
 from emgeo.audit import run as audit_run
 from emgeo.course import claims, doctor, grade, pins, site
 from emgeo.course.build import build_course
@@ -65,6 +66,24 @@ def _threads() -> None:
     torch.set_num_threads(config.get_profile().n_threads)
 
 
+def _in_a_clone(handler: Handler) -> Handler:
+    """``handler`` of a command that works on the clone's solutions/, course/ or pyproject.toml,
+    none of which an installed wheel has: from a wheel it says so and exits 2."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        if not resources.installed_from_wheel():
+            return handler(args)
+        print(
+            f"emgeo {args.command}: this command needs a clone of the course's repository "
+            "(solutions/, course/ and pyproject.toml), which an installed wheel does not have.",
+            file=sys.stderr,
+        )
+        return 2
+
+    return run
+
+
 # -- handlers: the course ------------------------------------------------------------------------
 
 
@@ -79,6 +98,7 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(config.REPO_ROOT))
 
 
+@_in_a_clone
 def _build_course(args: argparse.Namespace) -> int:
     result = build_course(check=args.check)
     if not args.check:
@@ -93,6 +113,7 @@ def _build_course(args: argparse.Namespace) -> int:
     return 0
 
 
+@_in_a_clone
 def _pins(args: argparse.Namespace) -> int:
     print(_wrote(pins.write_generated()) if args.write else "\n".join(pins.pinned_dependencies()))
     return 0
@@ -107,12 +128,14 @@ def _measured(item: tuple[Path, dict]) -> str:
     return f"{path.stem}: {m['wall_s']:.0f} s, peak memory {m['peak_rss_mb'] / 1024:.2f} GB"
 
 
+@_in_a_clone
 def _execute(args: argparse.Namespace) -> int:
     measured = execute_in_place(args.notebooks or None, progress=_progress)
     print("\n".join(map(_measured, measured.items())))
     return 0
 
 
+@_in_a_clone
 def _reproduce(args: argparse.Namespace) -> int:
     print(_wrote([reproduce(args.notebooks or None, progress=_progress)]))
     return 0
