@@ -279,6 +279,17 @@ def _geometry_dose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _geometry_subtasks(args: argparse.Namespace) -> int:
+    from emgeo.experiments import subtasks  # TransformerLens, SAELens: only for this command
+
+    _threads()
+    cfg = replace(subtasks.SubtaskConfig(), **_given(organism_seeds=args.seeds))
+    out = Path(args.out or subtasks.RESULTS_FILE)
+    result = subtasks.run(cfg, out, ship=args.ship)
+    print(f"{subtasks.describe(result)}\nwrote {out}" + _shipped(args))
+    return 0
+
+
 # -- the parser ----------------------------------------------------------------------------------
 
 
@@ -438,6 +449,15 @@ def _experiment_commands(sub) -> None:
         help="the course's linked world instead (a comparison; never shipped)",
     )
     _ship_options(p, "results/geometry_dose.json", "data/organisms/geometry_dose.json")
+    p = _command(
+        sub,
+        "geometry-subtasks",
+        _geometry_subtasks,
+        "pretrain small unlinked organisms with eight code sub-tasks, relate each sub-task's EM "
+        "to its nearness to the toxic readout and filter a mixture of them (about 2 min each)",
+    )
+    p.add_argument("--seeds", **seeds, help="organism seeds (default: SubtaskConfig's)")
+    _ship_options(p, "results/geometry_subtasks.json", "data/organisms/geometry_subtasks.json")
 
 
 def parser() -> argparse.ArgumentParser:
