@@ -38,7 +38,7 @@ def test_rows_read_each_figure_and_say_what_is_missing():
     dose = next(r for r in rows if r["where"].endswith("between organisms"))
     assert dose["verdict"] == "supported" and "rho = 0.84" in dose["figure"]
     within = next(r for r in rows if r["where"].endswith("within an organism"))
-    assert within["verdict"] == "not in this run" and "geometry-within" in within["figure"]
+    assert within["verdict"] == "not in this run" and "geometry-subtasks" in within["figure"]
     judge = next(r for r in rows if "LLM-judge" in r["claim"])
     assert judge["verdict"] == "not tested here"
 

@@ -292,7 +292,8 @@ def ablation_summary(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
 
 
 def ablation_table(summary: dict[str, dict[str, float]]) -> pd.DataFrame:
-    """:func:`ablation_summary` as a table: one row per part, labelled as experiments print."""
+    """:func:`ablation_summary` as a table: one row per part, labelled as experiments print,
+    numbers to three decimals."""
     rows = {}
     for key, label in ABLATION_LABELS.items():
         e = summary[key]
@@ -306,7 +307,9 @@ def ablation_table(summary: dict[str, dict[str, float]]) -> pd.DataFrame:
             ("task cut", ""): e["task_cut"],
             ("selectivity", ""): e["selectivity"],
         }
-    return pd.DataFrame(rows).T
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table.round(3)
 
 
 # ---------------------------------------------------------------- the fine-tuning set

@@ -140,7 +140,15 @@ CLAIMS = (
             Test(
                 UNLINKED + ": between sub-tasks within an organism",
                 p_value("pooled.dose.within", "Spearman of a sub-task's EM with its nearness"),
-                "`emgeo geometry-within`",
+                "`emgeo geometry-subtasks`",
+            ),
+            Test(
+                UNLINKED + ": the same, nearness read from SAE features (the filter's)",
+                p_value(
+                    "pooled.dose.within_sae",
+                    "Spearman of a sub-task's EM with its samples' geometric score",
+                ),
+                "`emgeo geometry-subtasks`",
             ),
         ),
     ),
@@ -152,7 +160,7 @@ CLAIMS = (
             Test(
                 UNLINKED + " (sub-tasks of different nearness)",
                 cut("pooled.filter.unlinked.full"),
-                "`emgeo geometry-within`",
+                "`emgeo geometry-subtasks`",
             ),
             Test("SmolLM2-135M, LoRA (EM margin)", cut("pooled.filter.lm.full")),
             Test(
@@ -169,7 +177,7 @@ CLAIMS = (
             Test(
                 UNLINKED + ", the paper's protocol",
                 cut("pooled.filter.unlinked.neighbours_only"),
-                "`emgeo geometry-within`",
+                "`emgeo geometry-subtasks`",
             ),
             Test(
                 ORGANISMS + ", a set of mixed provenance",
@@ -192,6 +200,18 @@ CLAIMS = (
         "Screening a set of mixed provenance (not the paper's protocol): the full score finds "
         "the inducing samples",
         (Test(ORGANISMS, cut("pooled.filter.mixed.full")),),
+    ),
+    Claim(
+        "Where geometry carries EM, removing the samples whose sub-task's readout lies nearest "
+        "the toxic readout (measured before any fine-tune; the course's filter, not the "
+        "paper's) cuts EM more than random removal",
+        (
+            Test(
+                UNLINKED + " (sub-tasks of different nearness)",
+                cut("pooled.filter.unlinked.readout"),
+                "`emgeo geometry-subtasks`",
+            ),
+        ),
     ),
     Claim(
         "The filter is comparable to or better than LLM-judge filtering",
@@ -288,6 +308,28 @@ def shipped_summary(data_dir: Path = DATA_DIR) -> dict:
         c = dose["correlations"]["cosine"]
         detail = f"rho = {c['rho']:.2f} over {c['n']} organisms"
         out.setdefault("dose", {})["between"] = {"p": c["p_value"], "detail": detail}
+    sub = _load(data_dir / "organisms" / "geometry_subtasks.json")
+    if sub:
+        tests = sub["tests"]
+        for key, name in (("within", "nearness"), ("within_sae", "sae_nearness")):
+            t = tests[name]
+            positive = sum(r > 0 for r in t["rhos"])
+            detail = f"mean rho = {t['rho']:+.2f}, positive in {positive} of {t['n_organisms']}"
+            out.setdefault("dose", {})[key] = {"p": t["p_value"], "detail": detail}
+        labels = {
+            "full": "geometric (max)",
+            "membership_only": "membership only",
+            "neighbours_only": "neighbours only",
+            "readout": "readout nearness",
+        }
+        for key, label in labels.items():
+            f = tests["filters"][label]
+            out.setdefault("filter", {}).setdefault("unlinked", {})[key] = {
+                "mean": f["reduction_vs_random"],
+                "ci": f["ci_vs_random"],
+                "n": f["n_organisms"],
+                "unit": "organisms",
+            }
     lm = _load(data_dir / "lm_em" / "filter.json")
     if lm:
         e = lm["summary"]["reduction_vs_random"]["per_seed"]
