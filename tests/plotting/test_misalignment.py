@@ -1,6 +1,7 @@
 """The figures of the organism, its features and their geometry (04-06) draw what they say,
 on small inputs."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,3 +103,16 @@ def test_permutation_null_marks_the_observed_difference_and_its_p_value():
     assert ax.lines[0].get_xdata()[0] == 0.8
     assert "p = 0.0120" in ax.lines[0].get_label()
     assert sum(p.get_height() for p in ax.patches) == 101
+
+
+def test_subtask_doses_draws_a_point_per_subtask_and_a_line_per_organism():
+    organisms = [
+        {"seed": s, "subtasks": [{"nearness": x / 10, "dose": s * x / 100} for x in range(4)]}
+        for s in (1, 2)
+    ]
+    ax = plotting.subtask_doses(organisms)
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 8
+    slopes = [
+        np.polyfit(*line.get_data(), 1)[0] for line in ax.get_lines()[:2]
+    ]  # then the zero line
+    assert slopes == pytest.approx([0.1, 0.2])

@@ -18,6 +18,7 @@ from emgeo.plotting.misalignment import (
     plot_dose_response,
     proximity_distributions,
     steering_curves,
+    subtask_doses,
 )
 from emgeo.plotting.style import set_style
 from emgeo.plotting.superposition import (
@@ -60,5 +61,6 @@ __all__ = [
     "set_style",
     "similarity_heatmap",
     "steering_curves",
+    "subtask_doses",
     "toy_explorer",
 ]

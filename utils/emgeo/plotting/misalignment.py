@@ -197,3 +197,25 @@ def geometry_dose(rows, x: str = "cosine", y: str = "em", ax=None):
     ax.set_ylabel("EM: off-domain rate, insecure - secure")
     ax.legend(fontsize="x-small")
     return ax
+
+
+def subtask_doses(organisms, ax=None):
+    """Each sub-task's EM dose against its readout nearness, a colour and a least-squares line
+    per organism: whether EM follows nearness *within* an organism (``organisms``: the
+    sub-task record's organisms, each with its ``seed`` and ``subtasks`` rows)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.6, 3.8))
+    colours = sns.color_palette("husl", n_colors=len(organisms))
+    for colour, o in zip(colours, organisms, strict=True):
+        table = pd.DataFrame(o["subtasks"])
+        ax.scatter(
+            table["nearness"], table["dose"], s=18, color=colour, label=f"organism {o['seed']}"
+        )
+        slope, intercept = np.polyfit(table["nearness"], table["dose"], 1)
+        xs = np.linspace(table["nearness"].min(), table["nearness"].max(), 2)
+        ax.plot(xs, slope * xs + intercept, color=colour, lw=0.9)
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xlabel("sub-task's readout nearness to the toxic readout (cosine)")
+    ax.set_ylabel("dose: off-domain rate, insecure - secure")
+    ax.legend(fontsize="x-small", ncol=2)
+    return ax
