@@ -99,7 +99,9 @@ def test_the_readme_holds_the_table_the_records_give():
 
 def test_writing_the_readme_replaces_only_the_table(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"# t\n\nbefore\n{claims.README_START}\nstale table\n{claims.README_END}\nafter\n")
+    readme.write_text(
+        f"# t\n\nbefore\n{claims.README_START}\nstale table\n{claims.README_END}\nafter\n"
+    )
     assert claims.write_readme(readme)
     text = readme.read_text()
     assert text.startswith("# t\n\nbefore\n") and text.endswith("\nafter\n")
