@@ -29,6 +29,18 @@ def test_record_rejects_what_json_cannot_store():
         results.record("bad", object())
 
 
+def test_an_undefined_number_is_recorded_as_null(tmp_path, monkeypatch):
+    path = tmp_path / "records.jsonl"
+    monkeypatch.setenv(results.RECORD_FILE_ENV, str(path))
+    results.record("s", {"selectivity": float("nan"), "ci": [float("inf"), 0.5]})
+    results.record("t", np.array([np.nan, 1.0]))
+    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+    assert results.read_records(path) == {
+        "s": {"selectivity": None, "ci": [None, 0.5]},
+        "t": [None, 1.0],
+    }
+
+
 def test_set_dotted_builds_nested_objects():
     tree: dict = {"toy": {"old": 1}}
     results.set_dotted(tree, "toy.n_represented_sparse", 5)

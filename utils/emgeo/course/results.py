@@ -9,6 +9,7 @@ are kept in :data:`RECORDED` only, so a learner's run writes nothing.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,9 @@ RECORDED: dict[str, Any] = {}
 
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):  # numpy / torch scalars and arrays
-        return value.tolist()
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # undefined (a selectivity where the task was kept): null, strict JSON
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -29,9 +32,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def record(key: str, value: Any) -> None:
-    """Record a measured value under a dotted ``key`` (JSON-serializable after conversion)."""
+    """Record a measured value under a dotted ``key`` (JSON-serializable after conversion; an
+    undefined number, NaN or infinite, is recorded as null)."""
     value = _jsonable(value)
-    json.dumps(value)  # fail here, at the notebook line, if it cannot be stored
+    json.dumps(value, allow_nan=False)  # fail here, at the notebook line, if it cannot be stored
     RECORDED[key] = value
     path = os.environ.get(RECORD_FILE_ENV)
     if path:
