@@ -288,3 +288,12 @@ def test_ten_megabyte_lines_are_read_or_set_aside(tmp_path):
         (2, "not valid JSON"),
         (3, "not UTF-8"),
     ]
+
+
+def test_a_missing_record_names_what_it_is_and_the_command_that_writes_it(tmp_path):
+    with pytest.raises(
+        FileNotFoundError, match=r"no robustness record in .*: run `emgeo robustness`"
+    ):
+        chatfile.read_record(tmp_path / "robustness.json", "robustness", "emgeo robustness")
+    chatfile.write_json({"a": [1, 2]}, tmp_path / "r.json")
+    assert chatfile.read_record(tmp_path / "r.json", "r", "emgeo r") == {"a": [1, 2]}

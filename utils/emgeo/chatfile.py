@@ -192,3 +192,12 @@ def write_json(
     characters stay ``\\u`` escapes, as the course's records have always been written."""
     text = json.dumps(record, indent=indent, sort_keys=sort_keys) + "\n"
     return atomic_write(path, lambda f: f.write(text))
+
+
+def read_record(path: Path | str, what: str, command: str) -> dict:
+    """A JSON record a command ships (a record of runs, a summary); a missing one raises
+    :class:`FileNotFoundError` naming ``what`` it is and the ``command`` that writes it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} record in {path}: run `{command}`")
+    return json.loads(path.read_text(encoding="utf-8"))

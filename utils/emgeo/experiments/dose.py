@@ -25,7 +25,6 @@ not shipped: the command retrains them (about a minute each).
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -35,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from emgeo import data, organism, probes, stats
-from emgeo.chatfile import write_json
+from emgeo.chatfile import read_record, write_json
 from emgeo.config import DATA_DIR, RESULTS_DIR
 
 DOSE_FILE = DATA_DIR / "organisms" / "geometry_dose.json"  # shipped; written with --ship
@@ -211,9 +210,7 @@ def describe(result: dict) -> str:
 
 def shipped(path: Path = DOSE_FILE) -> dict:
     """The geometry-dose record the course ships (written by ``emgeo geometry-dose``)."""
-    if not path.exists():
-        raise FileNotFoundError(f"no geometry-dose record in {path}: run `emgeo geometry-dose`")
-    return json.loads(path.read_text())
+    return read_record(path, "geometry-dose", "emgeo geometry-dose")
 
 
 def quick(cfg: DoseConfig = DoseConfig()) -> DoseConfig:

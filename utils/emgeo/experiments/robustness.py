@@ -326,9 +326,7 @@ def describe(result: dict) -> str:
 def shipped(path: Path | None = None) -> dict:
     """The robustness record the course ships (written by ``emgeo robustness``)."""
     path = path or ORGANISMS_DIR / "robustness.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no robustness record in {path}: run `emgeo robustness`")
-    return json.loads(path.read_text())
+    return chatfile.read_record(path, "robustness", "emgeo robustness")
 
 
 def summary(result: dict, key: str) -> dict:

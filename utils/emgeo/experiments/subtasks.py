@@ -57,7 +57,7 @@ from transformer_lens import HookedTransformer
 
 from emgeo import data, features, filtering, organism, probes, runner, stats, templates
 from emgeo.batching import right_pad
-from emgeo.chatfile import write_json
+from emgeo.chatfile import read_record, write_json
 from emgeo.config import DATA_DIR, RESULTS_DIR
 from emgeo.models import saes
 
@@ -512,9 +512,7 @@ def describe(result: dict) -> str:
 
 def shipped(path: Path = SHIPPED_FILE) -> dict:
     """The sub-task record the course ships (written by ``emgeo geometry-subtasks --ship``)."""
-    if not path.exists():
-        raise FileNotFoundError(f"no sub-task record in {path}: run `emgeo geometry-subtasks`")
-    return json.loads(path.read_text())
+    return read_record(path, "sub-task", "emgeo geometry-subtasks")
 
 
 def live(cfg: SubtaskConfig = SubtaskConfig()) -> SubtaskConfig:
