@@ -53,6 +53,39 @@ def test_drag_during_finetune_shows_the_two_terms_and_the_per_latent_scatter():
     assert len(ax.collections) == 2
 
 
+def test_drag_figure_labels_are_mathtext_and_its_legends_readable():
+    rows = [
+        {
+            "step": s,
+            "offdomain": 0.1,
+            "measured": s,
+            "predicted": s,
+            "self term": 0.0,
+            "neighbour term": s,
+        }
+        for s in (0, 5)
+    ]
+    per_latent = [
+        {
+            "step": 5,
+            "latent": j,
+            "measured": j,
+            "self term": 0.0,
+            "neighbour term": j,
+            "shared": j == 0,
+        }
+        for j in range(2)
+    ]
+    for ax in (plotting.drag_during_finetune(rows), plotting.drag_per_latent(per_latent)):
+        ax.figure.canvas.draw()  # mathtext that does not parse raises here
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        labels += [ax.get_xlabel(), ax.get_ylabel()]
+        assert not [text for text in labels if "_{" in text and "$" not in text], labels
+        legend_size = ax.get_legend().get_texts()[0].get_fontsize()
+        assert legend_size >= 0.8 * ax.xaxis.label.get_fontsize()
+    assert ax.get_xlabel().startswith(r"drag term $\Sigma_{t \neq j}\, \alpha_t")
+
+
 def test_steering_curves_band_the_random_controls_and_add_the_residual_norm_axis():
     rows = [{"direction": "toxic set", "scale": s, "offdomain": 0.1 + 0.05 * s} for s in (0, 4)]
     rows += [

@@ -123,6 +123,20 @@ def permutation_null(null, observed: float, p: float, title: str = "", ax=None):
     return ax
 
 
+# mathtext labels of the drag figure: the movement measured along unit decoder directions, and
+# the first-order prediction, whole and its drag term alone
+_MEASURED = r"measured $\langle \Delta x_\mathrm{off}, \hat d_%s \rangle$"
+_PREDICTED = r"$\Sigma_t\, \alpha_t \langle \hat d_j, \hat d_t \rangle$"
+_DRAG_TERM = r"$\Sigma_{t \neq j}\, \alpha_t \langle \hat d_j, \hat d_t \rangle$"
+
+
+def _legend_below(ax) -> None:
+    """The legend in two columns under the axes, in the axes' small text size (readable)."""
+    ax.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small", frameon=False
+    )
+
+
 def drag_during_finetune(rows, ax=None, rate_ax=None):
     """Per step: the measured movement along toxic directions and the predicted drag (with its
     two terms) on ``ax``, and the off-domain misaligned rate on ``rate_ax``, a panel of its own
@@ -130,15 +144,15 @@ def drag_during_finetune(rows, ax=None, rate_ax=None):
     table = pd.DataFrame(rows)
     if ax is None:
         _, (ax, rate_ax) = plt.subplots(1, 2, figsize=(10, 3.8), width_ratios=[3, 2])
-    ax.plot(table.step, table.measured, "o-", color="C3", label="measured ⟨Δx_off, d̂_toxic⟩")
-    ax.plot(table.step, table.predicted, "s--", color="C0", label="predicted Σ α_t ⟨d̂_j, d̂_t⟩")
+    ax.plot(table.step, table.measured, "o-", color="C3", label=_MEASURED % r"\mathrm{toxic}")
+    ax.plot(table.step, table.predicted, "s--", color="C0", label=f"predicted {_PREDICTED}")
     if "self term" in table:
-        ax.plot(table.step, table["self term"], ":", color="C0", label="  its self term (t = j)")
+        ax.plot(table.step, table["self term"], ":", color="C0", label=r"  its self term ($t = j$)")
         drag_term = table["neighbour term"]
-        ax.plot(table.step, drag_term, "-.", color="C2", label="  its drag term (t ≠ j)")
+        ax.plot(table.step, drag_term, "-.", color="C2", label=r"  its drag term ($t \neq j$)")
     ax.set_xlabel("fine-tuning step (insecure code)")
     ax.set_ylabel("movement along toxic directions")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
+    _legend_below(ax)
     ax.set_title("Drag during the organism's narrow fine-tune")
     if rate_ax is not None:
         rate_ax.plot(table.step, table.offdomain, "^-", color="black")
@@ -159,9 +173,9 @@ def drag_per_latent(per_latent, ax=None):
         ax.scatter(part["neighbour term"], part["measured"], s=12, color=colour, label=label)
     ax.axhline(0, color="grey", lw=0.6)
     ax.axvline(0, color="grey", lw=0.6)
-    ax.set_xlabel("drag term Σ_{t≠j} α_t ⟨d̂_j, d̂_t⟩")
-    ax.set_ylabel("measured ⟨Δx_off, d̂_j⟩")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
+    ax.set_xlabel(f"drag term {_DRAG_TERM}")
+    ax.set_ylabel(_MEASURED % "j")
+    _legend_below(ax)
     ax.set_title("Per toxic latent and step")
     return ax
 
