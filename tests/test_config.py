@@ -79,6 +79,46 @@ def test_doctor_fails_with_one_sentence_for_an_impossible_profile(monkeypatch, c
     assert cli.main(["doctor"]) == 2
     err = capsys.readouterr().err
     assert (
-        err.startswith("emgeo: EMGEO_PROFILE=remote needs an NDIF API key")
-        and "Traceback" not in err
+        err.startswith("emgeo: The remote profile needs an NDIF API key") and "Traceback" not in err
     )
+
+
+# -- the notebook's choice, Colab Secrets, and where a missing key is set ------------------------
+
+
+def test_setup_takes_the_notebooks_choice_without_an_environment_variable(monkeypatch):
+    monkeypatch.delenv("EMGEO_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    prof = emgeo.setup("gpu", n_threads=1)
+    assert prof.name == "gpu" and prof.device == "cuda" and prof.overrides is None
+
+
+def test_emgeo_profile_overrides_the_notebooks_choice_and_says_so(monkeypatch):
+    monkeypatch.setenv("EMGEO_PROFILE", "cpu")
+    prof = emgeo.setup("gpu", n_threads=1)
+    assert prof.name == "cpu" and prof.overrides == "gpu"
+    assert str(prof).endswith("from EMGEO_PROFILE over PROFILE = 'gpu'")
+    assert "over" not in str(emgeo.setup("cpu", n_threads=1)), "no note when they agree"
+
+
+def test_setup_without_a_choice_reads_emgeo_profile(monkeypatch, no_key):
+    monkeypatch.setenv("EMGEO_PROFILE", "remote")
+    monkeypatch.setenv("NDIF_API_KEY", "abc")
+    monkeypatch.setattr(config, "ndif_key_configured", lambda: True)
+    assert emgeo.setup(n_threads=1).name == "remote"
+
+
+@pytest.mark.parametrize(
+    "on_colab, fix",
+    [
+        (True, "open Secrets (key icon, left bar) \N{RIGHTWARDS ARROW} add NDIF_API_KEY"),
+        (False, "run `export NDIF_API_KEY=...` in the shell"),
+    ],
+)
+def test_a_missing_key_is_set_where_the_learner_is(monkeypatch, no_key, on_colab, fix):
+    monkeypatch.setattr(config, "on_colab", lambda: on_colab)
+    with pytest.raises(errors.ProfileError) as err:
+        config.get_profile("remote")
+    message = str(err.value)
+    assert fix in message and "\n" not in message and "login.ndif.us" in message
+    assert ("Secrets" in message) == on_colab

@@ -46,4 +46,6 @@ def test_on_colab_secrets_reach_the_environment_and_are_never_printed(colab, mon
     assert keys.os.environ["OPENAI_API_KEY"] == "sk-from-the-shell", "a set variable wins"
     text = keys.report(found)
     assert "hf_secret_123" not in text and "sk-from" not in text
-    assert "NDIF_API_KEY    not set (Secrets > add it" in text
+    assert "NDIF_API_KEY    not set: the remote profile" in text
+    assert "to set it, open Secrets (key icon, left bar) \N{RIGHTWARDS ARROW} add NDIF_API_KEY" in text
+    assert "HF_TOKEN        set: gated models" in text and "add HF_TOKEN" not in text

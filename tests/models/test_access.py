@@ -46,10 +46,12 @@ def test_each_profile_names_its_gated_models():
     assert access.gated_models("cpu") == []
 
 
-def test_without_a_token_it_says_where_to_get_one(no_token):
+@pytest.mark.parametrize("on_colab, fix", [(True, "Secrets (key icon"), (False, "export HF_TOKEN=")])
+def test_without_a_token_it_says_where_to_get_one(no_token, monkeypatch, on_colab, fix):
+    monkeypatch.setattr(access.config, "on_colab", lambda: on_colab)
     found = access.check_access(GEMMA, online=True)
     assert found.state == "no token" and "\n" not in found.message
-    for part in ("https://huggingface.co/google/gemma-2-2b", "HF_TOKEN", "Secrets"):
+    for part in ("https://huggingface.co/google/gemma-2-2b", "HF_TOKEN", fix):
         assert part in found.message
 
 

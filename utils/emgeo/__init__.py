@@ -5,9 +5,11 @@ Importing it has no side effects; notebooks call :func:`emgeo.setup` once.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
-from emgeo.config import DEFAULT_SEED, Profile, get_profile, seed_everything
+from emgeo.config import DEFAULT_SEED, Profile, get_profile, notebook_profile, seed_everything
 from emgeo.errors import ProfileError
 
 __all__ = ["Profile", "ProfileError", "get_profile", "setup"]
@@ -17,12 +19,26 @@ __version__ = "0.1.0"
 def setup(
     profile: str | None = None, seed: int = DEFAULT_SEED, n_threads: int | None = None
 ) -> Profile:
-    """The one call at the top of every notebook: profile, threads, seeds and plot style.
+    """The one call at the top of every notebook: keys, profile, threads, seeds and plot style.
 
-    It sits above the layers because it reaches two of them: the profile (:mod:`emgeo.config`,
-    which imports no science module) and the plot style (:mod:`emgeo.plotting`).
+    ``profile`` is the notebook's choice (its setup cell's ``PROFILE`` field: cpu, gpu or
+    remote); ``EMGEO_PROFILE``, when set, overrides it for every notebook of a machine (headless
+    runs and CI choose so), and the profile says when it did. On Colab the course's keys are read
+    from Colab Secrets first (:func:`emgeo.course.keys.load_colab_secrets`), so a profile that
+    needs one finds it in every notebook.
+
+    It sits above the layers because it reaches three of them: the profile (:mod:`emgeo.config`,
+    which imports no science module), the keys (:mod:`emgeo.course.keys`) and the plot style
+    (:mod:`emgeo.plotting`).
     """
-    prof = get_profile(profile, n_threads=n_threads, seed=seed)
+    from emgeo.course import keys  # standard library only: Colab's Secrets, if on Colab
+
+    keys.load_colab_secrets()
+    name = notebook_profile(profile)
+    prof = get_profile(name, n_threads=n_threads, seed=seed)
+    chosen = profile.strip().lower() if profile else None
+    if chosen and chosen != name:
+        prof = replace(prof, overrides=chosen)
     torch.set_num_threads(prof.n_threads)
     seed_everything(seed)
     from emgeo import plotting  # matplotlib: imported only when a notebook starts

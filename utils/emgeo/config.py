@@ -7,7 +7,9 @@ A profile says where the heavy parts of the course run:
 - ``gpu``: Gemma-2 and Gemma Scope on a local CUDA GPU (Colab).
 - ``remote``: Llama-3.1-8B on NDIF through nnsight, SAEs applied locally.
 
-The profile comes from the environment variable ``EMGEO_PROFILE``. With ``EMGEO_STANDINS=tiny``
+A notebook chooses its profile in its setup cell (``emgeo.setup(PROFILE)``, a Colab form field);
+the environment variable ``EMGEO_PROFILE``, when set, chooses it for every notebook of a machine
+(and for headless runs and CI). With ``EMGEO_STANDINS=tiny``
 the gpu and remote profiles run here, on the CPU, against tiny random models of the same
 architectures (:mod:`emgeo.models.standins`): how CI executes their notebook cells.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,8 @@ PROFILES: tuple[str, ...] = ("cpu", "gpu", "remote")
 DEFAULT_SEED = 0
 STANDINS_ENV = "EMGEO_STANDINS"
 STANDIN_MODES: tuple[str, ...] = ("tiny",)
+# How a learner goes back to the cpu profile, said by every error that refuses a larger one.
+CPU_CHOICE = 'choose the cpu profile (PROFILE = "cpu" in the setup cell, EMGEO_PROFILE unset)'
 
 # In a clone, the repository's root and its data/; from an installed wheel, the working directory
 # and the data the wheel carries (read only). A wheel has no solutions/ or course/.
@@ -49,6 +54,7 @@ class Profile:
     n_threads: int
     seed: int = DEFAULT_SEED
     standins: bool = False  # the profile's code runs on tiny stand-ins (EMGEO_STANDINS)
+    overrides: str | None = None  # the notebook's own choice, when EMGEO_PROFILE overrode it
 
     @property
     def is_cpu(self) -> bool:
@@ -56,13 +62,31 @@ class Profile:
 
     def __str__(self) -> str:
         tiny = ", on tiny stand-in models (EMGEO_STANDINS)" if self.standins else ""
+        over = f", from EMGEO_PROFILE over PROFILE = {self.overrides!r}" if self.overrides else ""
         return (
             f"emgeo profile '{self.name}': device={self.device}, "
-            f"torch threads={self.n_threads}, seed={self.seed}{tiny}"
+            f"torch threads={self.n_threads}, seed={self.seed}{tiny}{over}"
         )
 
     def _repr_pretty_(self, p, cycle) -> None:  # IPython display
         p.text(str(self))
+
+
+def on_colab() -> bool:
+    """Whether this kernel runs on Google Colab (its ``google.colab`` module is loaded)."""
+    return sys.modules.get("google.colab") is not None
+
+
+def key_fix(name: str) -> str:
+    """How to set the key ``name`` where the learner is, as a clause that follows "then" or a
+    colon: Colab's Secrets on Colab (every notebook's ``emgeo.setup()`` reads them), the shell
+    elsewhere. The one wording of every missing-key message of the course."""
+    if on_colab():
+        return (
+            f"open Secrets (key icon, left bar) \N{RIGHTWARDS ARROW} add {name} with notebook "
+            "access, then run the setup cell again"
+        )
+    return f"run `export {name}=...` in the shell that starts Jupyter, then restart the kernel"
 
 
 def ndif_key_configured() -> bool:
@@ -96,10 +120,17 @@ def profile_name(name: str | None = None) -> str:
     name = (name or os.environ.get("EMGEO_PROFILE") or "cpu").strip().lower()
     if name not in PROFILES:
         raise ProfileError(
-            f"Unknown profile {name!r}: set EMGEO_PROFILE to one of {', '.join(PROFILES)} "
-            "(or leave it unset for cpu)."
+            f"Unknown profile {name!r}: choose one of {', '.join(PROFILES)} (the setup cell's "
+            "PROFILE, or EMGEO_PROFILE; cpu when neither is set)."
         )
     return name
+
+
+def notebook_profile(choice: str | None = None) -> str:
+    """The profile a notebook runs: ``EMGEO_PROFILE`` when it is set (one variable for every
+    notebook of a machine, and how headless runs and CI choose), else the notebook's own
+    ``choice`` (its setup cell's PROFILE field), else ``cpu``."""
+    return profile_name(os.environ.get("EMGEO_PROFILE") or choice)
 
 
 def get_profile(
@@ -114,14 +145,13 @@ def get_profile(
         return Profile(name=name, device="cpu", n_threads=n_threads, seed=seed, standins=True)
     if name == "gpu" and not torch.cuda.is_available():
         raise ProfileError(
-            "EMGEO_PROFILE=gpu needs a CUDA GPU and torch sees none: on Colab pick "
-            "Runtime > Change runtime type > GPU, or unset EMGEO_PROFILE to run the cpu profile."
+            "The gpu profile needs a CUDA GPU and torch sees none: on Colab pick "
+            f"Runtime > Change runtime type > GPU, or {CPU_CHOICE}."
         )
     if name == "remote" and not ndif_key_configured():
         raise ProfileError(
-            "EMGEO_PROFILE=remote needs an NDIF API key: get one at https://login.ndif.us and "
-            "set it with `export NDIF_API_KEY=...` (or nnsight.CONFIG.set_default_api_key(...)), "
-            "or unset EMGEO_PROFILE to run the cpu profile."
+            "The remote profile needs an NDIF API key: get one at https://login.ndif.us, "
+            f"then {key_fix('NDIF_API_KEY')}; or {CPU_CHOICE}."
         )
     device = "cuda" if name == "gpu" else "cpu"
     return Profile(name=name, device=device, n_threads=n_threads, seed=seed)

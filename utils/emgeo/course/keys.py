@@ -2,14 +2,17 @@
 
 On Colab, secrets are set under the key icon in the left bar (Secrets), each with "Notebook
 access" switched on. :func:`load_colab_secrets` copies the ones it finds into this kernel's
-environment, where huggingface_hub, nnsight and the OpenAI client look for them. Values are never
-printed.
+environment, where huggingface_hub, nnsight and the OpenAI client look for them; every notebook's
+``emgeo.setup()`` calls it, since each Colab notebook is a runtime of its own. Values are never
+printed. How to set a missing key is said by :func:`emgeo.config.key_fix`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+
+from emgeo import config
 
 KEYS: dict[str, str] = {
     "HF_TOKEN": "gated models, Gemma-2 (gpu) and Llama-3.1 (remote): accept each licence on its "
@@ -41,7 +44,8 @@ def load_colab_secrets(names: Sequence[str] = tuple(KEYS)) -> dict[str, bool] | 
 
 
 def report(found: dict[str, bool] | None) -> str:
-    """What :func:`load_colab_secrets` found, one line per key, with what each is for."""
+    """What :func:`load_colab_secrets` found, one line per key, with what each is for (and, for
+    a key not set, a second line saying how to set it)."""
     if found is None:
         names = ", ".join(KEYS)
         return (
@@ -50,6 +54,7 @@ def report(found: dict[str, bool] | None) -> str:
         )
     lines = []
     for name, ok in found.items():
-        state = "set" if ok else "not set (Secrets > add it, with notebook access)"
-        lines.append(f"{name:<15} {state}: {KEYS.get(name, '')}")
+        lines.append(f"{name:<15} {'set' if ok else 'not set'}: {KEYS.get(name, '')}")
+        if not ok:
+            lines.append(f"{'':<16}to set it, {config.key_fix(name)}")
     return "\n".join(lines)

@@ -14,12 +14,12 @@ import huggingface_hub
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
+from emgeo import config
 from emgeo.errors import first_line
 from emgeo.models import standins
 from emgeo.models.lm import MODELS, ModelSpec
 
 TOKENS_URL = "https://huggingface.co/settings/tokens"
-COLAB_SECRET = "on Colab: the key icon (Secrets) > add HF_TOKEN and allow notebook access"
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def check_access(spec: ModelSpec, online: bool | None = None) -> Access:
             spec.name,
             "no token",
             f"no Hugging Face token: accept the licence at {page}, make a read token at "
-            f"{TOKENS_URL} and set HF_TOKEN ({COLAB_SECRET}).",
+            f"{TOKENS_URL}, then {config.key_fix('HF_TOKEN')}.",
         )
     online = not hub_constants.HF_HUB_OFFLINE if online is None else online
     if not online:
@@ -87,7 +87,7 @@ def _ask_hub(spec: ModelSpec, token: str, page: str) -> Access:
             spec.name,
             "no access",
             f"the hub does not recognise this token for {spec.hf_id}: make a new read token at "
-            f"{TOKENS_URL} and set HF_TOKEN ({COLAB_SECRET}).",
+            f"{TOKENS_URL}, then {config.key_fix('HF_TOKEN')}.",
         )
     except Exception as err:  # network down, hub error (its HTTP stack varies): not checked
         return Access(

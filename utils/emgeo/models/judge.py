@@ -28,6 +28,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from emgeo import config
 from emgeo.batching import render_chat, right_pad
 from emgeo.errors import JudgeUnavailableError
 from emgeo.models import lm as lm_module
@@ -167,9 +168,9 @@ def openai_client() -> Any:
     """An ``openai.OpenAI`` client from ``OPENAI_API_KEY`` (and ``OPENAI_BASE_URL`` if set)."""
     if not api_key_configured():
         raise JudgeUnavailableError(
-            "no OpenAI API key is set: run `export OPENAI_API_KEY=...` (plus "
-            "`export OPENAI_BASE_URL=...` for another OpenAI-compatible server) before starting "
-            "Python, or call make_judge() without a key to use the local judge."
+            f"no OpenAI API key is set (it is optional): {config.key_fix('OPENAI_API_KEY')} "
+            "(and OPENAI_BASE_URL the same way for another OpenAI-compatible server), or call "
+            "make_judge() without a key to use the local judge."
         )
     import openai  # only when an API judge is built: importing openai takes about a second
 

@@ -282,7 +282,7 @@ def _hub(spec: ModelSpec) -> Iterator[None]:
     except OSError as err:  # offline, no network, gated repo: transformers raises OSError
         login = (
             f" and a Hugging Face token whose account accepted the licence at "
-            f"https://huggingface.co/{spec.hf_id} (on Colab: Secrets > HF_TOKEN)"
+            f"https://huggingface.co/{spec.hf_id} (to set it, {config.key_fix('HF_TOKEN')})"
             if spec.gated
             else ""
         )

@@ -47,11 +47,7 @@ from emgeo.errors import RemoteUnavailableError, first_line
 from emgeo.models import standins
 from emgeo.models.lm import get_spec
 
-KEY_FIX = (
-    "get one at https://login.ndif.us and set it with `export NDIF_API_KEY=...` "
-    "(or nnsight.CONFIG.set_default_api_key(...))"
-)
-CPU_FIX = "or run the cpu profile (unset EMGEO_PROFILE)"
+CPU_FIX = f"or {config.CPU_CHOICE}"
 _STATE_RANK = {"RUNNING": 0, "DEPLOYING": 1, "NOT_STARTED": 2, "UNHEALTHY": 3}
 COMPARED = ("transformers", "torch")  # besides nnsight: reported when they differ
 
@@ -195,15 +191,21 @@ def _whoami(key: str, timeout: float) -> str | None:
     return identity["email"]
 
 
+def _key_fix() -> str:
+    """How to set the key where the learner is (Colab's Secrets, or the shell), or in nnsight."""
+    return f"{config.key_fix('NDIF_API_KEY')} (or call nnsight.CONFIG.set_default_api_key(...))"
+
+
 def _no_key_message() -> str:
-    return f"no NDIF API key is set: {KEY_FIX}, {CPU_FIX}."
+    return (
+        f"no NDIF API key is set: get one at https://login.ndif.us, then {_key_fix()}; {CPU_FIX}."
+    )
 
 
 def _bad_key_message() -> str:
     return (
         "NDIF does not recognise the configured API key: check it (or make a new one) at "
-        "https://login.ndif.us and set it with `export NDIF_API_KEY=...` "
-        "(or nnsight.CONFIG.set_default_api_key(...))."
+        f"https://login.ndif.us, then {_key_fix()}."
     )
 
 
