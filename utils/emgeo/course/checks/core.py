@@ -3,10 +3,11 @@ named mistakes, and the registry of the course's own version of each exercise.""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -23,6 +24,26 @@ class Mistake:
 
     hint: str
     compute: Callable[..., Tensor]
+
+
+_DRAWN: list[int] = [0]  # what the grader added to every seed of the checks' inputs
+
+
+def _generator(seed: int) -> torch.Generator:
+    """The generator of a check's random inputs: seeded with ``seed``, plus the offset that
+    :func:`drawn_inputs` sets (0 in a notebook, so a check there sees what it always sees)."""
+    return torch.Generator().manual_seed(seed + _DRAWN[0])
+
+
+@contextlib.contextmanager
+def drawn_inputs(offset: int) -> Iterator[None]:
+    """Within, every check draws its random inputs from its seeds plus ``offset``: the grader
+    draws one per run, so no notebook can know in advance what its functions will be given."""
+    before, _DRAWN[0] = _DRAWN[0], offset
+    try:
+        yield
+    finally:
+        _DRAWN[0] = before
 
 
 def _science(name: str) -> ModuleType:

@@ -12,6 +12,7 @@ from emgeo.course.checks.core import (
     Mistake,
     _exercise,
     _expect_match,
+    _generator,
     _passed,
 )
 
@@ -38,7 +39,7 @@ def check_cosine_similarity(fn: Callable[[Tensor, Tensor], Tensor], n_trials: in
             lambda a, b: (a / a.norm(dim=0, keepdim=True)) @ (b / b.norm(dim=0, keepdim=True)).T,
         ),
     ]
-    gen = torch.Generator().manual_seed(1234)
+    gen = _generator(1234)
     for trial in range(n_trials):
         n_a, n_b, d = 3 + trial, 5 + 2 * trial, 4 + 3 * trial
         a = torch.randn(n_a, d, generator=gen) * torch.rand(n_a, 1, generator=gen).add(0.5)

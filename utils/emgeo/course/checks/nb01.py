@@ -14,6 +14,7 @@ from emgeo.course.checks.core import (
     _exercise,
     _expect_match,
     _expect_shape,
+    _generator,
     _name,
     _passed,
 )
@@ -24,7 +25,7 @@ from emgeo.errors import CheckFailed
 def check_generate_batch(fn: Callable, n_batch: int = 20_000) -> None:
     """``fn(n_batch, feature_probability, n_features, generator)`` -> (batch, inst, feats)."""
     probability = torch.tensor([1.0, 0.5, 0.1])
-    x = _call(fn, n_batch, probability, 4, torch.Generator().manual_seed(0))
+    x = _call(fn, n_batch, probability, 4, _generator(0))
     _expect_shape(x, (n_batch, 3, 4), fn, "Dimensions are (batch, instance, feature).")
     if x.min() < 0 or x.max() > 1:
         raise CheckFailed(f"`{_name(fn)}` gives values outside [0, 1]: use torch.rand, not randn.")
@@ -51,13 +52,13 @@ def check_generate_batch(fn: Callable, n_batch: int = 20_000) -> None:
             "Features of one instance switch on together: draw an independent on/off for every "
             "(batch, instance, feature) entry."
         )
-    again = _call(fn, n_batch, probability, 4, torch.Generator().manual_seed(0))
+    again = _call(fn, n_batch, probability, 4, _generator(0))
     if not torch.equal(x, again):
         raise CheckFailed(
             "Two calls with identically seeded generators differ: pass `generator=generator` to "
             "every torch.rand call, so runs are reproducible."
         )
-    expected = toy.generate_batch(n_batch, probability, 4, torch.Generator().manual_seed(0))
+    expected = toy.generate_batch(n_batch, probability, 4, _generator(0))
     if not torch.equal(x, expected):
         raise CheckFailed(
             "Right distribution, but another draw order than the course's: draw the values "
@@ -91,7 +92,7 @@ def check_toy_forward(fn: Callable, n_trials: int = 4) -> None:
             lambda W, b, x: toy.toy_forward(W, 0 * b, x) + b,
         ),
     ]
-    gen = torch.Generator().manual_seed(1)
+    gen = _generator(1)
     for trial in range(n_trials):
         W, b, x = _random_toy(gen, 2 + trial, 2 + trial, 5 + trial)
         hint = "The output has the input's shape (batch, inst, feats)."
@@ -120,7 +121,7 @@ def check_importance_loss(fn: Callable, n_trials: int = 4) -> None:
             lambda x, xh, imp: (imp * (x - xh).abs()).sum(-1).mean(0),
         ),
     ]
-    gen = torch.Generator().manual_seed(2)
+    gen = _generator(2)
     for trial in range(n_trials):
         n_inst, f = 2 + trial, 3 + 2 * trial
         x = torch.rand(6 + trial, n_inst, f, generator=gen)
@@ -154,7 +155,7 @@ def check_feature_dimensionality(fn: Callable, n_trials: int = 4) -> None:
             lambda W: toy.feature_dimensionality(W) / W.norm(dim=1),
         ),
     ]
-    gen = torch.Generator().manual_seed(3)
+    gen = _generator(3)
     for trial in range(n_trials):
         W = torch.randn(2 + trial, 2 + trial, 5 + 2 * trial, generator=gen)
         shape = (W.shape[0], W.shape[2])
@@ -175,7 +176,7 @@ _TRAIN_STEPS, _TRAIN_BATCH, _TRAIN_LR = 60, 64, 1e-2
 
 def _fresh_training(seed: int) -> tuple:
     """A new tiny ToyModel and the generator that initialised it: ``train``'s arguments."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = _generator(seed)
     probability = torch.tensor([0.3, 0.1, 0.05])
     importance = torch.stack([r ** torch.arange(5.0) for r in (0.9, 0.7, 1.0)])
     model = toy.ToyModel(_TRAIN_CFG, probability, importance, generator)
@@ -272,7 +273,7 @@ def check_train_toy(fn: Callable, seeds: tuple[int, ...] = (0, 1)) -> None:
 
 
 def _toy_inputs(seed: int, n_inst: int, d_hidden: int, n_features: int):
-    gen = torch.Generator().manual_seed(seed)
+    gen = _generator(seed)
     cfg = toy.ToyConfig(n_features=n_features, d_hidden=d_hidden, n_instances=n_inst)
     probability = torch.rand(n_inst, generator=gen)
     importance = torch.rand(n_inst, n_features, generator=gen)
@@ -287,7 +288,7 @@ def check_toy_model(cls: Callable, n_trials: int = 3) -> None:
     for trial in range(n_trials):
         n_inst, d_hidden, n_features = 2 + trial, 2 + trial, 5 + trial
         cfg, probability, importance = _toy_inputs(trial, n_inst, d_hidden, n_features)
-        model = _call(cls, cfg, probability, importance, torch.Generator().manual_seed(trial))
+        model = _call(cls, cfg, probability, importance, _generator(trial))
         if not isinstance(model, torch.nn.Module):
             raise CheckFailed(f"`{_name(cls)}(...)` should build an nn.Module.")
         params = dict(model.named_parameters())
@@ -306,7 +307,7 @@ def check_toy_model(cls: Callable, n_trials: int = 3) -> None:
             params["W"], (n_inst, d_hidden, n_features), cls, "W is (inst, d_hidden, feats)."
         )
         _expect_shape(params["b_final"], (n_inst, n_features), cls, "b_final is (inst, feats).")
-        expected = toy.ToyModel(cfg, probability, importance, torch.Generator().manual_seed(trial))
+        expected = toy.ToyModel(cfg, probability, importance, _generator(trial))
         W, W_ref = params["W"].detach(), expected.W.detach()
         if not torch.allclose(W, W_ref, atol=1e-6):
             std = (2.0 / (d_hidden + n_features)) ** 0.5
@@ -326,7 +327,7 @@ def check_toy_model(cls: Callable, n_trials: int = 3) -> None:
             raise CheckFailed("b_final starts at zeros.")
         if not torch.equal(buffers["importance"], importance.float()):
             raise CheckFailed("The `importance` buffer should hold the importances it was given.")
-        x = toy.generate_batch(16, probability, n_features, torch.Generator().manual_seed(9))
+        x = toy.generate_batch(16, probability, n_features, _generator(9))
         with torch.no_grad():
             out = model(x.clone())
             _expect_shape(out, x.shape, cls, "forward returns (batch, inst, feats).")

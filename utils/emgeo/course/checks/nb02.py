@@ -12,6 +12,7 @@ from emgeo.course.checks.core import (
     Mistake,
     _exercise,
     _expect_match,
+    _generator,
     _passed,
 )
 
@@ -57,7 +58,7 @@ def check_predicted_drag(fn: Callable) -> None:
             wrong(no_bias=True),
         ),
     ]
-    gen = torch.Generator().manual_seed(4)
+    gen = _generator(4)
     # (d_hidden, n_features); the first is square so that a missing transpose gives values.
     for d, f in [(4, 4), (3, 8), (5, 12)]:
         W = torch.randn(d, f, generator=gen) * 0.7
@@ -135,7 +136,7 @@ def check_measured_drag(fn: Callable) -> None:
             _no_change,
         ),
     ]
-    gen = torch.Generator().manual_seed(5)
+    gen = _generator(5)
     for d, f, steps in [(3, 8, 3), (5, 12, 5), (4, 6, 1)]:
         W = torch.randn(d, f, generator=gen) * 0.6
         b = torch.randn(f, generator=gen) * 0.1

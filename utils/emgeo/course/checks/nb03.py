@@ -14,6 +14,7 @@ from emgeo.course.checks.core import (
     _call,
     _exercise,
     _expect_match,
+    _generator,
     _name,
     _passed,
     _run,
@@ -40,7 +41,7 @@ def check_sae_encode(fn: Callable, n_trials: int = 4) -> None:
             "Did you forget the encoder bias b_enc?", lambda x, W, be, bd: torch.relu((x - bd) @ W)
         ),
     ]
-    gen = torch.Generator().manual_seed(6)
+    gen = _generator(6)
     for trial in range(n_trials):
         d_in, d_sae = 3 + trial, 5 + 2 * trial
         args = (
@@ -71,7 +72,7 @@ def check_sae_loss(fn: Callable, n_trials: int = 4) -> None:
             lambda x, xh, f, c: ((x - xh) ** 2).sum(-1).mean() + c * xh.abs().sum(-1).mean(),
         ),
     ]
-    gen = torch.Generator().manual_seed(7)
+    gen = _generator(7)
     for trial in range(n_trials):
         x, x_hat = (
             torch.randn(6, 4 + trial, generator=gen),
@@ -90,7 +91,7 @@ _STEPS, _BATCH, _LR, _L1 = 30, 16, 1e-2, 0.05  # the check's run; the SAE's conf
 
 def _training_problem() -> tuple[sae.ToySAE, Tensor]:
     """A small SAE and sparse activations with an offset (so every parameter matters)."""
-    gen = torch.Generator().manual_seed(31)
+    gen = _generator(31)
     directions = torch.nn.functional.normalize(torch.randn(6, 4, generator=gen), dim=-1)
     active = torch.rand(256, 6, generator=gen) < 0.3
     acts = (torch.rand(256, 6, generator=gen) * active) @ directions + 0.5
@@ -100,7 +101,7 @@ def _training_problem() -> tuple[sae.ToySAE, Tensor]:
 def _train(fn: Callable, seed: int = 3) -> Any:
     """``fn`` trained on copies of the check's problem, with a fresh generator."""
     model, acts = _training_problem()
-    generator = torch.Generator().manual_seed(seed)
+    generator = _generator(seed)
     return _call(fn, model, acts, _STEPS, _BATCH, _LR, _L1, generator)
 
 
@@ -322,7 +323,7 @@ def check_evaluate_sae(fn: Callable, n_trials: int = 3) -> None:
             _stats_with(mse=lambda x, xh, f: ((x - xh) ** 2).mean()),
         ),
     ]
-    gen = torch.Generator().manual_seed(8)
+    gen = _generator(8)
     for trial in range(n_trials):
         args = _eval_problem(gen, trial)
         out = _call(fn, *args)

@@ -15,6 +15,7 @@ from emgeo.course.checks.core import (
     _call,
     _exercise,
     _expect_match,
+    _generator,
     _name,
     _passed,
     _science,
@@ -99,7 +100,7 @@ def check_misaligned_rate(fn: Callable, n_trials: int = 4) -> None:
             lambda p, a, t: organism.misaligned_rate(p, t, a),
         ),
     ]
-    gen = torch.Generator().manual_seed(5)
+    gen = _generator(5)
     for trial in range(n_trials):
         n_prompts, vocab = 3 + trial, 12 + trial
         probs = torch.softmax(torch.randn(n_prompts, vocab, generator=gen) * 2, dim=-1)
@@ -130,7 +131,7 @@ def _step_problem() -> tuple[nn.Module, dict[str, Tensor], Tensor, Tensor]:
         warnings.simplefilter("ignore", DeprecationWarning)  # TransformerLens 3 announcing 4
         torch.manual_seed(41)
         model = HookedTransformer(cfg)
-    gen = torch.Generator().manual_seed(42)
+    gen = _generator(42)
     stale = {n: torch.randn(p.shape, generator=gen) for n, p in model.named_parameters()}
     tokens = torch.cat([_mask_cases()[1], _mask_cases()[2]])
     return model, stale, tokens, organism.answer_mask(tokens, _A, _E)

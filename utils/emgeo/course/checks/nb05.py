@@ -15,6 +15,7 @@ from emgeo.course.checks.core import (
     _expect_close,
     _expect_match,
     _expect_shape,
+    _generator,
     _name,
     _passed,
     _science,
@@ -55,7 +56,7 @@ def check_answer_mean(fn: Callable, n_trials: int = 4) -> None:
             lambda a, m: (a[m.bool()].mean(0)).expand(a.shape[0], -1),
         ),
     ]
-    gen = torch.Generator().manual_seed(11)
+    gen = _generator(11)
     for trial in range(n_trials):
         batch, pos, d = 3 + trial, 6 + trial, 4 + trial
         acts = torch.randn(batch, pos, d, generator=gen)
@@ -92,7 +93,7 @@ def check_sample_features(fn: Callable, n_trials: int = 3) -> None:
             lambda s, a, m: (s.encode(a) * m[..., None]).sum(1),
         ),
     ]
-    gen = torch.Generator().manual_seed(12)
+    gen = _generator(12)
     for trial in range(n_trials):
         batch, pos, d_in, d_sae = 3 + trial, 7, 4 + trial, 9 + trial
         model = _small_sae(gen, d_in, d_sae)
@@ -192,7 +193,7 @@ def check_trace_layer(fn: Callable) -> None:
 
     model, hf = _tiny_llama(seed=5)
     blocks = hf.model.layers
-    gen = torch.Generator().manual_seed(16)
+    gen = _generator(16)
     ids, mask = _left_padded_batch(gen, batch=3, pos=9)
     mistakes = [
         Mistake(
@@ -324,7 +325,7 @@ def check_top_features(fn: Callable) -> None:
     features = _science("features")
     ref = features.top_features
     mistakes = _top_features_mistakes(ref)
-    gen = torch.Generator().manual_seed(17)
+    gen = _generator(17)
     for trial in range(3):
         d_sae, n_dead = 20 + trial, 6
         positive, negative, alive = _contrast_latents(gen, 5 + trial, 9, d_sae, n_dead)

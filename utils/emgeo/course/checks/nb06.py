@@ -15,6 +15,7 @@ from emgeo.course.checks.core import (
     _expect_close,
     _expect_match,
     _expect_shape,
+    _generator,
     _name,
     _passed,
     _science,
@@ -69,7 +70,7 @@ def check_proximity_to_set(fn: Callable, n_trials: int = 4) -> None:
             ),
         ),
     ]
-    gen = torch.Generator().manual_seed(13)
+    gen = _generator(13)
     for trial in range(n_trials):
         d_sae, d_model = 20 + trial, 6
         W_dec = torch.randn(d_sae, d_model, generator=gen) * (
@@ -114,7 +115,7 @@ def check_readout_difference(fn: Callable, n_trials: int = 4) -> None:
             ),
         ),
     ]
-    gen = torch.Generator().manual_seed(15)
+    gen = _generator(15)
     for trial in range(n_trials):
         d_model, d_vocab = 6 + trial, 15 + 2 * trial
         W_U = torch.randn(d_model, d_vocab, generator=gen) + 0.5  # columns with a mean to remove
@@ -131,13 +132,13 @@ def check_readout_difference(fn: Callable, n_trials: int = 4) -> None:
 
 
 def _permutation_reference(a: Tensor, b: Tensor, n: int, seed: int) -> tuple[float, Tensor]:
-    return _science("stats").permutation_test(a, b, n, torch.Generator().manual_seed(seed))
+    return _science("stats").permutation_test(a, b, n, _generator(seed))
 
 
 def _shuffled(a: Tensor, b: Tensor, n: int, seed: int) -> Tensor:
     """The pooled values in the order of each relabelling, drawn as the contract says."""
     pooled = torch.cat([a, b])
-    gen = torch.Generator().manual_seed(seed)
+    gen = _generator(seed)
     return pooled[torch.rand(n, len(pooled), generator=gen).argsort(-1)]
 
 
@@ -185,12 +186,12 @@ def check_permutation_test(fn: Callable) -> None:
             lambda a, b, n, seed: (a.mean() - b.mean()).expand(n),
         ),
     ]
-    gen = torch.Generator().manual_seed(18)
+    gen = _generator(18)
     n = 2_000
     for trial, shift in enumerate((0.4, 0.0, 1.5)):
         a = torch.randn(9 + trial, generator=gen) + shift
         b = torch.randn(12, generator=gen)
-        out = _call(fn, a, b, n, torch.Generator().manual_seed(trial))
+        out = _call(fn, a, b, n, _generator(trial))
         if not isinstance(out, tuple | list) or len(out) != 2:
             raise CheckFailed(f"`{_name(fn)}` should return a pair: (p_value, null).")
         p, null = out

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from emgeo import stats
-from emgeo.course.checks.core import Mistake, _call, _exercise, _name, _passed
+from emgeo.course.checks.core import Mistake, _call, _exercise, _generator, _name, _passed
 from emgeo.errors import CheckFailed
 
 
@@ -48,7 +48,7 @@ def check_auroc(fn: Callable, n_trials: int = 6) -> None:
             _accuracy_at_median,
         ),
     ]
-    gen = torch.Generator().manual_seed(9)
+    gen = _generator(9)
     for trial in range(n_trials):
         n = 12 + 5 * trial
         labels = [bool(v) for v in (torch.rand(n, generator=gen) < 0.4).tolist()]
