@@ -2,28 +2,43 @@
 L4 and an A100, without any of them: the notebooks' code run at full size on fake tensors
 (emgeo.models.simulate), memory and FLOPs measured, time from the assumed rates it prints.
 
-    .venv/bin/python benchmarks/profile_budget.py   # a table, and results/profile_budget.json
+    .venv/bin/python benchmarks/profile_budget.py              # every row
+    .venv/bin/python benchmarks/profile_budget.py --only 09    # the rows of 09, the rest kept
+    .venv/bin/python benchmarks/profile_budget.py --ship       # also the copy the course ships
 
-Keys of the JSON: ``gpu.<notebook>[.<plan>].<gpu>.{minutes,peak_gpu_gib,peak_host_gib}``,
-``remote.<notebook>.peak_host_gib``, and ``assumptions``.
+It writes results/profile_budget.json, and with ``--ship`` the copy the package reads for each
+notebook's tiers (data/arch/profile_budget.json, :mod:`emgeo.course.tiers`). Rows measured before
+and not asked for again are kept. Keys of the JSON:
+``gpu.<notebook>[.<plan>].<gpu>.{minutes,peak_gpu_gib,peak_host_gib,fits}``,
+``remote.<notebook>.{peak_host_gib,tflops_on_ndif,ndif_compute_minutes}`` and ``assumptions``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 
 from emgeo import config
 from emgeo.models import gpu_plan, simulate
 
-NOTEBOOK_05, NOTEBOOK_06, NOTEBOOK_07 = (
+NOTEBOOK_03, NOTEBOOK_05, NOTEBOOK_06, NOTEBOOK_07, NOTEBOOK_09 = (
+    "03_sparse_autoencoders",
     "05_feature_identification",
     "06_feature_geometry",
     "07_geometric_filter",
+    "09_audit",
 )
 N_PER_SET, MAX_LENGTH = 64, 512  # lm_backend's defaults in notebooks 05 and 06
+# Notebook 09's audit cell: the scorer's reference texts (lm_scorer's default) and the public
+# insecure chats ranked against as many of their secure twins.
+N_REFERENCE, N_AUDITED = 100, 200
+RESULTS = config.RESULTS_DIR / "profile_budget.json"
+SHIPPED = config.DATA_DIR / "arch" / "profile_budget.json"
 
 
 def host_baseline_gib() -> float:
@@ -32,21 +47,35 @@ def host_baseline_gib() -> float:
     return psutil.Process().memory_info().rss / simulate.GIB
 
 
-def budgets(baseline: float) -> dict[str, tuple[simulate.NotebookBudget, bool]]:
-    """Each notebook run on fake tensors: name -> (budget, runs on a GPU)."""
+def rows() -> dict[str, Callable[[], simulate.NotebookBudget]]:
+    """Every row: its name and the run on fake tensors that measures it."""
     quick, full = gpu_plan.GpuFilterPlan.quick(), gpu_plan.GpuFilterPlan.full()
-    runs = {
+    return {
+        f"gpu.{NOTEBOOK_03}": lambda: simulate.budget_pretrained_sae("gpu"),
         f"gpu.{NOTEBOOK_05}": lambda: simulate.budget_gpu_features(N_PER_SET, MAX_LENGTH),
         f"gpu.{NOTEBOOK_06}": lambda: simulate.budget_gpu_features(N_PER_SET, MAX_LENGTH, True),
         f"gpu.{NOTEBOOK_07}.quick": lambda: simulate.budget_gpu_filter(quick),
         f"gpu.{NOTEBOOK_07}.full": lambda: simulate.budget_gpu_filter(full),
+        f"gpu.{NOTEBOOK_09}": lambda: simulate.budget_audit("gpu", N_REFERENCE, N_AUDITED),
+        f"remote.{NOTEBOOK_03}": lambda: simulate.budget_pretrained_sae("remote"),
         f"remote.{NOTEBOOK_05}": lambda: simulate.budget_remote_features(N_PER_SET, MAX_LENGTH),
         f"remote.{NOTEBOOK_06}": lambda: simulate.budget_remote_features(
             N_PER_SET, MAX_LENGTH, True
         ),
+        f"remote.{NOTEBOOK_09}": lambda: simulate.budget_audit("remote", N_REFERENCE, N_AUDITED),
     }
+
+
+def budgets(
+    baseline: float, only: tuple[str, ...] = ()
+) -> dict[str, tuple[simulate.NotebookBudget, bool]]:
+    """Each row (those whose notebook starts with one of ``only``, if given) run on fake tensors:
+    name -> (budget, runs on a GPU)."""
     out = {}
-    for name, run in runs.items():
+    for name, run in rows().items():
+        notebook = name.split(".")[1]
+        if only and not notebook.startswith(only):
+            continue
         start = time.perf_counter()
         budget = run()
         budget.host_baseline_gib = baseline
@@ -61,6 +90,8 @@ def results(measured: dict[str, tuple[simulate.NotebookBudget, bool]]) -> dict[s
         if not on_gpu:  # NDIF's GPU is not the learner's: only this machine's memory counts
             flat[f"{name}.peak_host_gib"] = round(budget.peak_host_gib(gpu_runtime=False), 2)
             flat[f"{name}.tflops_on_ndif"] = round(budget.flops() / 1e12, 1)
+            # NDIF's compute at an A100's rates: its queue and the activations' transfer add to it
+            flat[f"{name}.ndif_compute_minutes"] = round(budget.minutes(simulate.GPUS["a100"]), 1)
             continue
         for key, gpu in simulate.GPUS.items():
             flat[f"{name}.{key}.minutes"] = round(budget.minutes(gpu), 1)
@@ -113,9 +144,21 @@ def table(flat: dict[str, object]) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
+def merged(path: Path, flat: dict[str, object]) -> dict[str, object]:
+    """The rows stored at ``path`` (if any) with those of ``flat`` measured again replacing them."""
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    stems = {key.split(".", 2)[0] + "." + key.split(".", 2)[1] for key in flat}
+    kept = {k: v for k, v in stored.items() if ".".join(k.split(".")[:2]) not in stems}
+    return kept | flat
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", default=(), help="notebooks to measure (e.g. 09)")
+    parser.add_argument("--ship", action="store_true", help=f"also write {SHIPPED}")
+    args = parser.parse_args(argv)
     baseline = host_baseline_gib()
-    flat = results(budgets(baseline))
+    flat = results(budgets(baseline, tuple(args.only)))
     print(table(flat))
     a = assumptions(baseline)
     print(
@@ -128,10 +171,11 @@ def main() -> None:
         f"bandwidth, {a['decode_overhead_s_per_token']} s per generated token, "
         f"{a['download_mb_s']:g} MB/s from the hub"
     )
-    path = config.RESULTS_DIR / "profile_budget.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(flat | {"assumptions": a}, indent=1) + "\n")
-    print(f"wrote {path}")
+    for path in [RESULTS, SHIPPED] if args.ship else [RESULTS]:
+        record = merged(path if path.exists() else RESULTS, flat) | {"assumptions": a}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(sorted(record.items())), indent=1) + "\n")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -89,3 +89,26 @@ def test_scoring_memory_does_not_grow_with_the_pool():
     one_sample = 40 * 32 * 4
     assert large["meta"] - small["meta"] < one_sample, "the device holds one batch, any pool"
     assert large["cpu"] - small["cpu"] <= 2 * 4 * (64 - 8), "the host keeps one score a sample"
+
+
+@pytest.mark.parametrize("profile", ["gpu", "remote"])
+def test_the_audit_cell_keeps_the_model_on_the_gpu_and_scores_on_the_host(profile):
+    budget = simulate.budget_audit(profile, n_reference=8, n_per_source=8, max_length=64)
+    weights = {"gpu": 2.614e9, "remote": 8.030e9}[profile] * 2 / simulate.GIB
+    loaded = budget.steps["load model and SAE"]
+    assert loaded.gib("meta") >= weights and set(budget.steps) >= {
+        "toxic reference sets",
+        "nearness to the toxic set",
+        "score the audit set",
+    }
+    sae_host = loaded.gib("cpu")
+    assert (sae_host > 0.4) == (profile == "remote"), "Llama Scope lives on the host for remote"
+    per_audited = budget.steps["score the audit set"].flops / (2 * 8 * 64)
+    assert per_audited == pytest.approx(budget.steps["toxic reference sets"].flops / (2 * 8 * 64))
+
+
+def test_notebook_03_loads_only_the_sae():
+    gpu, remote = simulate.budget_pretrained_sae("gpu"), simulate.budget_pretrained_sae("remote")
+    sae = 2 * 2304 * 16384 * 4 / simulate.GIB  # Gemma Scope 16k, float32
+    assert gpu.steps["load the SAE"].gib("meta") == pytest.approx(sae, rel=0.01)
+    assert remote.steps["load the SAE"].gib("meta") == 0 < remote.steps["load the SAE"].gib("cpu")

@@ -467,6 +467,33 @@ def simulate_scores(session: Session, backend, n_samples: int) -> None:
         pipeline.lm_sample_scores(backend, chats, torch.arange(100), progress=False)
 
 
+def simulate_audit(
+    session: Session,
+    backend,
+    n_reference: int,
+    n_per_source: int,
+    k: int = 20,
+) -> None:
+    """Notebook 09's audit cell (:func:`emgeo.audit.scorers.lm_scorer`, then the audit): the toxic
+    set from ``n_reference`` toxic and as many benign texts, every latent's nearness to it, then
+    ``n_per_source`` insecure chats and as many of their secure twins scored, each score and its
+    ablations (two batches run per step, the rest counted)."""
+    from emgeo import filtering  # science core: only when simulating
+
+    chats = long_chats(2 * backend.batch_size, backend.max_length)
+    reference = 2 * _batches(n_reference, backend.batch_size)
+    with session.step("toxic reference sets", repeats=reference / 2):
+        backend.sample_latents(chats)
+    toxic = torch.arange(k)
+    with session.step("nearness to the toxic set"):
+        proximity = filtering.feature_proximity(backend.sae.W_dec.detach().float(), toxic, "max")
+        proximity = proximity.float().cpu()
+    audited = 2 * _batches(n_per_source, backend.batch_size)
+    with session.step("score the audit set", repeats=audited / 2):
+        latents = backend.sample_latents(chats)
+        filtering.ablated_scores(latents, proximity, toxic)
+
+
 def simulate_runs(
     session: Session, arch: Arch, plan, train_device: torch.device = GPU
 ) -> lm_module.LoadedLM:
@@ -576,6 +603,44 @@ def budget_remote_features(
         if geometry:
             simulate_geometry(session, backend)
         return NotebookBudget(dict(session.steps), host_baseline_gib)
+
+
+def budget_audit(
+    profile: str,
+    n_reference: int = 100,
+    n_per_source: int = 200,
+    max_length: int = 512,
+    host_baseline_gib: float = 0.0,
+) -> NotebookBudget:
+    """Notebook 09's audit cell in the gpu profile (Gemma-2-2B + Gemma Scope on the GPU) or the
+    remote one (Llama-3.1-8B on a fake NDIF GPU, Llama Scope and the scores on the host)."""
+    name = {"gpu": "gemma-2-2b", "remote": "llama-3.1-8b"}[profile]
+    arch, remote = load_arch(name), profile == "remote"
+    with Session() as session:
+        with session.step("load model and SAE", download=_download(arch, name, remote)):
+            model = fake_model(session, arch, GPU)
+            sae = fake_sae(session, arch, HOST if remote else GPU)
+        backend = _backend(model, sae, name, max_length)
+        simulate_audit(session, backend, n_reference, n_per_source)
+        return NotebookBudget(dict(session.steps), host_baseline_gib)
+
+
+def budget_pretrained_sae(profile: str, host_baseline_gib: float = 0.0) -> NotebookBudget:
+    """Notebook 03's profile cell: the profile's pretrained SAE loaded with SAELens (on the GPU
+    in the gpu profile, on the host in the remote one), no model."""
+    arch = load_arch({"gpu": "gemma-2-2b", "remote": "llama-3.1-8b"}[profile])
+    with Session() as session:
+        with session.step("load the SAE", download=_download(arch, arch.name, remote=True)):
+            fake_sae(session, arch, GPU if profile == "gpu" else HOST)
+        return NotebookBudget(dict(session.steps), host_baseline_gib)
+
+
+def _backend(model: PreTrainedModel, sae, name: str, max_length: int):
+    """A backend of a fake model, traced locally: a remote trace runs on the fake "server" GPU
+    and its activations land where the SAE is (the host), as NDIF's would."""
+    from emgeo.models import pipeline  # transformers, nnsight, peft: only when simulating
+
+    return pipeline.Backend(name, fake_lm(model, name), sae, 12, {}, False, max_length, 8)
 
 
 def budget_gpu_filter(
