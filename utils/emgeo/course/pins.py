@@ -1,8 +1,8 @@
 """The course's one pinned dependency set (pyproject.toml) and the files generated from it.
 
-``binder/requirements.txt``, ``binder/postBuild`` and the Colab setup cell at the top of every
-notebook are generated here; ``emgeo pins --write`` rewrites them and ``tests/test_pins.py`` fails
-when they drift.
+``binder/requirements.txt``, ``binder/postBuild``, the Colab install cell at the top of every
+notebook and the profile choice of its setup cell are generated here; ``emgeo pins --write``
+rewrites them and ``tests/course/test_pins.py`` fails when they drift.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 
 from emgeo.config import REPO_ROOT, SMOLLM2_PIN, SOLUTIONS_DIR
+from emgeo.course import colab_install
 
 REPO_SLUG = "emgeo-course/emgeo"  # the course's home; used by the badges and the Colab cell
 REPO_URL = f"https://github.com/{REPO_SLUG}"
@@ -64,35 +65,19 @@ def binder_postbuild(no_deps: tuple[str, ...] = NO_DEPS_PINS) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Kept as Colab has them: its CUDA build of torch and the torchvision / torchaudio built for it.
-# Replacing torch with the PyPI pin would drop Colab's CUDA set-up, and leave Colab's torchvision
-# built for another torch, which transformers imports whenever it is installed
-# ("operator torchvision::nms does not exist").
-COLAB_KEPT = ("torch", "torchvision", "torchaudio")
+# Kept as Colab has them: its CUDA build of torch and the builds made for it (colab_install says
+# why). colab_install imports nothing of emgeo: it runs before the course is installed.
+COLAB_KEPT = colab_install.KEEP
+COLAB_TITLE = "Install the course (on Colab; elsewhere this cell does nothing)"
 _COLAB_CELL = """\
-# On Colab only: fetch the course and install its pins around Colab's own CUDA torch.
+#@title {title} {{ display-mode: "form" }}
 import sys
 
-if "google.colab" in sys.modules:
-    import importlib.metadata as md, tomllib
+if "google.colab" in sys.modules:  # fetch the course, install it around Colab's own CUDA torch
     ![ -d {root}/emgeo ] || git clone --quiet --depth 1 {repo_url} {root}/emgeo
-    KEEP = ({kept})  # Colab's CUDA torch and the builds made for it
-    before = {{d.metadata["Name"].lower(): d.version for d in md.distributions()}}
-    keep = [f"{{n}}=={{before[n]}}" for n in KEEP if n in before]
-    open("{root}/keep.txt", "w").write("\\n".join(keep))
-    pins = tomllib.load(open("{root}/emgeo/pyproject.toml", "rb"))["project"]["dependencies"]
-    pins = [p for p in pins if p.split("==")[0] not in KEEP]
-    open("{root}/pins.txt", "w").write("\\n".join(pins))
-    %pip install --quiet -r {root}/pins.txt -c {root}/keep.txt
-    %pip install --quiet --no-deps -e {root}/emgeo {no_deps}
-    after = {{d.metadata["Name"].lower(): d.version for d in md.distributions()}}
-    changed = {{n for n, v in before.items() if after.get(n, v) != v}}
-    owners = {{m: {{d.lower() for d in ds}} for m, ds in md.packages_distributions().items()}}
-    stale = sorted(m for m in list(sys.modules) if changed & owners.get(m, set()))
-    if stale:
-        print("Restart the session (Runtime > Restart session), then run this notebook again "
-              "from the top: the install replaced modules Colab had imported: " + ", ".join(stale))
-    sys.path.insert(0, "{root}/emgeo/utils")"""
+    %run {root}/emgeo/utils/emgeo/course/colab_install.py {root} {no_deps}"""
+# Colab shows a cell with this metadata as its form (the title) with the code hidden.
+COLAB_CELL_METADATA = {"cellView": "form"}
 
 
 def colab_requirements(deps: list[str] | None = None) -> list[str]:
@@ -102,24 +87,18 @@ def colab_requirements(deps: list[str] | None = None) -> list[str]:
 
 
 def colab_cell() -> str:
-    """The first code cell of every notebook: on Colab only, fetch the course and install it
-    around Colab's own CUDA torch; say when the runtime must restart.
-
-    pip gets the pins without torch (read from the cloned pyproject.toml: what
-    :func:`colab_requirements` gives), a constraints file holding torch, torchvision and
-    torchaudio at the versions Colab installed, and the course itself with ``--no-deps`` (its
-    torch pin is the CPU wheel's). A package Colab had already imported that the install
-    replaced (numpy, say) is picked up only after a restart, so the cell names them and asks for
-    one; run again after the restart, it finds everything in place and says nothing.
-    """
+    """The first code cell of every notebook, shown on Colab as one collapsed line (its title):
+    on Colab only, clone the course and run :mod:`emgeo.course.colab_install` from the clone,
+    which installs the pins (read from the cloned pyproject.toml: what
+    :func:`colab_requirements` gives) around Colab's own CUDA torch and says when the runtime
+    must restart. Elsewhere it does nothing."""
     return _colab_cell("/content")
 
 
 def _colab_cell(root: str) -> str:
     """The Colab cell with its files under ``root`` (Colab's /content; a test's tmp_path)."""
-    kept = ", ".join(f'"{name}"' for name in COLAB_KEPT)
     return _COLAB_CELL.format(
-        root=root, repo_url=REPO_URL, kept=kept, no_deps=" ".join(NO_DEPS_PINS)
+        title=COLAB_TITLE, root=root, repo_url=REPO_URL, no_deps=" ".join(NO_DEPS_PINS)
     )
 
 
@@ -154,14 +133,39 @@ def write_generated() -> list[Path]:
 
 
 def write_colab_cells(root: Path = SOLUTIONS_DIR) -> list[Path]:
-    """Make the first code cell of every notebook under ``root`` :func:`colab_cell` (solutions/;
-    ``emgeo build-course`` carries it into course/); return the notebooks that changed."""
+    """Make the first code cell of every notebook under ``root`` :func:`colab_cell`, shown as a
+    form, and its setup cell take the profile from :data:`PROFILE_FIELD` (solutions/; ``emgeo
+    build-course`` carries them into course/); return the notebooks that changed."""
     changed = []
     for path in sorted(root.glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
+        before = nbformat.writes(nb)
         first = next(c for c in nb.cells if c.cell_type == "code")
-        if first.source != colab_cell():
-            first.source = colab_cell()
+        first.source = colab_cell()
+        first.metadata.update(COLAB_CELL_METADATA)
+        for cell in nb.cells:
+            if cell.cell_type == "code" and SETUP_CALL_BEFORE in cell.source:
+                cell.source = with_profile_choice(cell.source)
+        if nbformat.writes(nb) != before:
             nbformat.write(nb, path)
             changed.append(path)
     return changed
+
+
+# -- the profile choice of every notebook's setup cell ------------------------------------------
+
+# A Colab form field (a plain assignment elsewhere); EMGEO_PROFILE, when set, overrides it.
+PROFILE_FIELD = 'PROFILE = "cpu"  #@param ["cpu", "gpu", "remote"]'
+PROFILE_COMMENT = "# cpu: any machine; gpu: a CUDA GPU (Colab: a GPU runtime); remote: NDIF"
+SETUP_CALL_BEFORE = "profile = emgeo.setup()"
+SETUP_CALL = "profile = emgeo.setup(PROFILE)"
+
+
+def with_profile_choice(source: str) -> str:
+    """A setup cell's ``source`` with its ``emgeo.setup()`` taking the notebook's choice: the
+    profile field and its comment in front of ``emgeo.setup(PROFILE)`` (unchanged if done)."""
+    lines = source.split("\n")
+    if SETUP_CALL_BEFORE not in lines:
+        return source
+    at = lines.index(SETUP_CALL_BEFORE)
+    return "\n".join(lines[:at] + [PROFILE_COMMENT, PROFILE_FIELD, SETUP_CALL] + lines[at + 1 :])
