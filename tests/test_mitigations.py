@@ -188,10 +188,3 @@ def test_persona_direction_is_a_unit_vector_that_raises_toxic_answers_when_added
         steered = organism.evaluate(model, tok)["offdomain"]
     assert steered > base + 0.1
     assert mitigations.residual_norm(model, tok, data.finetune_samples("insecure", 8, 0), 0) > 1
-
-
-def test_every_mitigation_says_what_it_needs():
-    from emgeo.experiments import mitigations as experiment
-
-    assert set(mitigations.NEEDS) == set(experiment.MITIGATIONS)
-    assert all(mitigations.NEEDS[name] for name in experiment.MITIGATIONS)
