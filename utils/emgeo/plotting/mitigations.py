@@ -1,0 +1,42 @@
+"""The figure of the mitigations compared (:mod:`emgeo.experiments.mitigations`): the frontier a
+team chooses from."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+
+# What a mitigation must know in advance, as emgeo.mitigations.NEEDS begins, and its colour.
+KNOWS = {"nothing": "C7", "data": "C2", "labels": "C1", "a direction": "C0"}
+
+
+def mitigation_frontier(pooled: dict[str, dict], ax=None, reference: str = "no mitigation"):
+    """EM cut vs task kept, one point per mitigation with its 95% interval of the EM cut (over
+    organisms: ``pooled`` as :func:`emgeo.experiments.mitigations.pooled` gives it), coloured by
+    what it must know in advance. Up is less EM, right is more of the task kept: the frontier is
+    the upper right; ``reference`` (no mitigation, at 0 and 1) is the cross of the two lines."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    for name, e in pooled.items():
+        if name == reference:
+            continue
+        low, high = (math.nan if v is None else v for v in e["em_cut_ci"])
+        knows = next((k for k in KNOWS if e["needs"].startswith(k)), "nothing")
+        yerr = [[e["em_cut"] - low], [high - e["em_cut"]]] if math.isfinite(low) else None
+        ax.errorbar(e["task_kept"], e["em_cut"], yerr=yerr, fmt="o", color=KNOWS[knows], capsize=3)
+        ax.annotate(
+            name,
+            (e["task_kept"], e["em_cut"]),
+            xytext=(5, 4),
+            textcoords="offset points",
+            fontsize="small",
+        )
+    ax.axhline(0, color="grey", ls="--", lw=0.8)
+    ax.axvline(1, color="grey", ls=":", lw=0.8)
+    for knows, colour in KNOWS.items():
+        ax.plot([], [], "o", color=colour, label=f"needs {knows}")
+    ax.legend(fontsize="small", loc="lower left")
+    ax.set_xlabel("task kept (in-domain insecure-code rate over no mitigation's)")
+    ax.set_ylabel("EM cut vs no mitigation\n(mean over organisms, 95% interval)")
+    return ax
