@@ -170,3 +170,29 @@ def test_a_missing_organism_names_the_command_that_trains_it(monkeypatch, tmp_pa
 def test_every_mitigation_says_what_it_needs():
     assert set(mitigations.NEEDS) == set(experiment.MITIGATIONS)
     assert all(mitigations.NEEDS.values())
+
+
+def test_the_command_passes_only_the_options_given_and_ships_only_when_told(monkeypatch, capsys):
+    from emgeo.course import cli
+
+    calls = []
+
+    def fake_run(cfg, out, ship):
+        calls.append((cfg, out, ship))
+        return {"worlds": {}}
+
+    monkeypatch.setattr(experiment, "run", fake_run)
+    assert cli.main(["mitigations"]) == 0
+    argv = ["mitigations", "--seeds", "1", "2", "--unlinked-seeds", "21", "--worlds", "organism"]
+    assert cli.main([*argv, "--finetune-seeds", "0", "--ship"]) == 0
+    (default, out, ship), (given, _, shipped) = calls
+    assert (default, out, ship) == (experiment.MitigationConfig(), experiment.RESULTS_FILE, False)
+    base = experiment.MitigationConfig()
+    assert given == replace(
+        base,
+        organism_seeds=(1, 2),
+        unlinked=replace(base.unlinked, organism_seeds=(21,)),
+        worlds=("organism",),
+        finetune_seeds=(0,),
+    )
+    assert shipped is True and "the copy the course ships" in capsys.readouterr().out

@@ -290,6 +290,22 @@ def _geometry_subtasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mitigations(args: argparse.Namespace) -> int:
+    from emgeo.experiments import mitigations  # TransformerLens, SAELens: only for this command
+
+    _threads()
+    base = mitigations.MitigationConfig()
+    unlinked = replace(base.unlinked, **_given(organism_seeds=args.unlinked_seeds))
+    given = _given(
+        organism_seeds=args.seeds, finetune_seeds=args.finetune_seeds, worlds=args.worlds
+    )
+    cfg = replace(base, unlinked=unlinked, **given)
+    out = Path(args.out or mitigations.RESULTS_FILE)
+    result = mitigations.run(cfg, out, ship=args.ship)
+    print(f"{mitigations.describe(result)}\nwrote {out}" + _shipped(args))
+    return 0
+
+
 # -- the parser ----------------------------------------------------------------------------------
 
 
@@ -460,6 +476,25 @@ def _experiment_commands(sub) -> None:
     _ship_options(p, "results/geometry_subtasks.json", "data/organisms/geometry_subtasks.json")
 
 
+def _mitigation_command(sub) -> None:
+    p = _command(
+        sub,
+        "mitigations",
+        _mitigations,
+        "every way to prevent EM (removal filters, inoculation, preventative steering, concept "
+        "ablation, benign data) on the same organisms and seeds, in the course's world and the "
+        "sub-task world (about 45 min on one thread)",
+    )
+    seeds = dict(type=int, nargs="+", action=_Tuple)
+    p.add_argument("--seeds", **seeds, help="course organisms (default: MitigationConfig's)")
+    p.add_argument("--unlinked-seeds", **seeds, help="sub-task world (default: SubtaskConfig's)")
+    p.add_argument("--finetune-seeds", **seeds, help="default: MitigationConfig's")
+    p.add_argument(
+        "--worlds", nargs="+", action=_Tuple, choices=("organism", "unlinked"), help="default: both"
+    )
+    _ship_options(p, "results/mitigations.json", "data/organisms/mitigations.json")
+
+
 def parser() -> argparse.ArgumentParser:
     """The ``emgeo`` command line, every subcommand registered."""
     top = argparse.ArgumentParser(prog="emgeo", description=__doc__.split("\n\n")[0])
@@ -468,6 +503,7 @@ def parser() -> argparse.ArgumentParser:
     _data_commands(sub)
     _lm_em_command(sub)
     _experiment_commands(sub)
+    _mitigation_command(sub)  # emgeo mitigations
     grade.add_subcommand(sub)  # emgeo grade SUBMISSIONS; emgeo nbgrader-source DIR
     audit_run.add_subcommand(sub)  # emgeo audit DATA --out DIR
     site.add_subcommand(sub)  # emgeo site
