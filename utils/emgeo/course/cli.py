@@ -88,8 +88,14 @@ def _in_a_clone(handler: Handler) -> Handler:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    print("\n".join(doctor.doctor_report()))
-    config.get_profile()  # raises ProfileError with the fix if the profile cannot run here
+    print("\n".join(doctor.doctor_report(args.profile)))
+    if args.smoke:  # the profile's real model and SAE, one trace and one encode
+        checks = doctor.smoke(args.profile)
+        print("\nSmoke run:\n" + "\n".join(map(str, checks)))
+        ok = all(check.ok for check in checks)
+        print("\nOK: the profile's model and SAE work here." if ok else "\nNot ready: see FAIL.")
+        return 0 if ok else 1
+    config.get_profile(args.profile)  # raises ProfileError with the fix if it cannot run here
     print("\nOK: this profile can run here.")
     return 0
 
@@ -323,7 +329,13 @@ def _ship_options(p: argparse.ArgumentParser, results: str, shipped: str) -> Non
 
 
 def _course_commands(sub) -> None:
-    _command(sub, "doctor", _doctor, "check this machine and say what each notebook will run")
+    p = _command(sub, "doctor", _doctor, "check this machine and say what each notebook will run")
+    p.add_argument("--profile", choices=config.PROFILES, help="default: EMGEO_PROFILE, else cpu")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="also load the profile's model and SAE, trace one chat and encode it (minutes)",
+    )
     p = _command(sub, "build-course", _build_course, "generate course/ from solutions/")
     p.add_argument(
         "--check", action="store_true", help="write nothing; fail if course/ has drifted"
