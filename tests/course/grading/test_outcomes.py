@@ -1,5 +1,5 @@
-"""emgeo.course.grading.outcomes: what a check cell's outputs say (passed, failed with the check's
-diagnosis, or the course's own code used), the first cell that raised, and one-line messages."""
+"""emgeo.course.grading.outcomes: a failed or unrun exercise, the first cell that raised, one-line
+messages, and a submission's score."""
 
 from __future__ import annotations
 
@@ -10,26 +10,13 @@ from notebook_builders import course, tiny
 
 from emgeo.course.grading import outcomes
 from emgeo.course.grading.exercises import exercises
-from emgeo.errors import USED_REFERENCE
 
 
-def test_check_results_from_outputs():
+def test_a_failed_exercise_keeps_one_line_of_its_message():
     exercise = exercises(course())[0]
-    cell = nbformat.v4.new_code_cell(exercise.check_source)
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="✓ fn passes: ok\n")]
-    assert outcomes.check_result(cell, exercise).status == outcomes.PASSED
-    cell.outputs = [nbformat.v4.new_output("error", ename="CheckFailed", evalue="\x1b[31mwrong")]
-    result = outcomes.check_result(cell, exercise)
-    assert (result.status, result.message, result.points) == (outcomes.FAILED, "wrong", 0)
-    way_on = "wrong\nTo go on with the course's version instead, run: f = checks.reference('f')"
-    cell.outputs = [nbformat.v4.new_output("error", ename="CheckFailed", evalue=way_on)]
-    assert outcomes.check_result(cell, exercise).message == "wrong"  # the grade keeps the diagnosis
-    used = f"• f {USED_REFERENCE} (checks.reference): nothing of yours ran\n"
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=used)]
-    result = outcomes.check_result(cell, exercise)
-    assert (result.status, result.points) == (outcomes.FAILED, 0)  # the course's code earns nothing
-    cell.outputs = [nbformat.v4.new_output("error", ename="NameError", evalue="name 'f' is ...")]
-    assert outcomes.check_result(cell, exercise).message == "NameError: name 'f' is ..."
+    result = outcomes.failed(exercise, "\x1b[31mwrong\n  values")
+    assert (result.status, result.message, result.points) == (outcomes.FAILED, "wrong values", 0)
+    assert outcomes.not_run(exercise, "not reached").status == outcomes.NOT_RUN
 
 
 def test_the_first_raise_skips_the_check_cells():

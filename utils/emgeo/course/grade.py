@@ -1,8 +1,9 @@
 """``emgeo grade SUBMISSIONS_DIR`` writes a gradebook; ``emgeo nbgrader-source DIR`` writes
 solutions/ as nbgrader's source folder. The grading itself is :mod:`emgeo.course.grading`.
 
-Every ``*.ipynb`` under the directory is one submission, run in a fresh offline kernel with the
-course's check cells; the command prints one line per submission as it is graded, then writes
+Every ``*.ipynb`` under the directory is one submission, run in a fresh offline kernel, walled
+in where the machine allows, with the course's check cells, whose verdicts the grader computes
+itself; the command prints one line per submission as it is graded, then writes
 ``gradebook.csv`` and ``gradebook.html``.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from emgeo.course.grading.exercises import write_nbgrader_source
 from emgeo.course.grading.gradebook import write_gradebook
-from emgeo.course.grading.kernel import network_isolation
+from emgeo.course.grading.kernel import isolation
 from emgeo.course.grading.outcomes import Submission
 from emgeo.course.grading.submissions import DEFAULT_TIMEOUT_S, grade
 
@@ -63,12 +64,13 @@ def run_command(args: Any) -> int:
     if not root.is_dir():
         print(f"emgeo grade: {root} is not a folder", file=sys.stderr)
         return 2
-    if not network_isolation():
-        print("note: no network namespace here; kernels run with offline settings only")
-    submissions = grade(root, timeout_s=args.timeout, progress=_report)
+    out = Path(args.out or root)
+    if not isolation().walled:
+        print(f"note: kernels run {isolation().note}: each can read what the grader can")
+    submissions = grade(root, timeout_s=args.timeout, progress=_report, hidden=[out])
     if not submissions:
         print(f"emgeo grade: no notebook under {root}", file=sys.stderr)
         return 1
-    for path in write_gradebook(submissions, root, Path(args.out or root)):
+    for path in write_gradebook(submissions, root, out):
         print(f"wrote {path}")
     return 0

@@ -1,5 +1,8 @@
 """The gradebook: one row per submission, one column per exercise, as CSV and as an HTML page.
 
+Each row says how its kernel was isolated (a run that was not is marked in the page) and the seed
+the grader drew for its checks' inputs.
+
 The page is rendered from the package's Jinja2 template ``templates/gradebook.html.j2`` with
 autoescaping on: a student's name, file or check message is shown as text, never as markup.
 """
@@ -44,6 +47,8 @@ def gradebook_rows(submissions: Sequence[Submission], root: Path) -> list[dict[s
             "max_score": str(s.max_score),
             "reason": s.reason,
             "seconds": f"{s.seconds:.1f}",
+            "isolation": s.isolation,
+            "seed": "" if s.seed is None else str(s.seed),
         }
         by_name = {r.name: r for r in s.results}
         for notebook, name in columns:
@@ -102,6 +107,7 @@ def _html_row(s: Submission, root: Path, columns: list[tuple[str, str]]) -> dict
         "reason": s.reason,
         "score": s.score,
         "max_score": s.max_score,
+        "isolation": s.isolation,
         "cells": cells,
     }
 
@@ -113,6 +119,7 @@ def render_html(submissions: Sequence[Submission], root: Path) -> str:
         root=str(root),
         n_submissions=len(submissions),
         n_ok=sum(s.status in (RAN, RAISED) for s in submissions),
+        not_isolated=sum(s.isolation not in ("", "isolated") for s in submissions),
         columns=[f"{notebook[:2]} {name}" for notebook, name in columns],
         rows=[_html_row(s, root, columns) for s in submissions],
     )

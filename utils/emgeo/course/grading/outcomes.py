@@ -1,4 +1,4 @@
-"""What grading says: the statuses of rows and exercises, and what a check cell's outputs mean.
+"""What grading says: the statuses of rows and exercises, and the errors in a notebook's cells.
 
 An exercise is passed, failed (with its check's diagnosis) or not run. A submission's row says how
 its notebook ran: to the end, raising somewhere, out of time, killing its kernel; or why it never
@@ -14,7 +14,6 @@ from pathlib import Path
 from nbformat import NotebookNode
 
 from emgeo.course.grading.exercises import Exercise
-from emgeo.errors import USED_REFERENCE
 
 MESSAGE_CHARS = 400
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -46,6 +45,8 @@ class Submission:
     reason: str = ""
     results: list[ExerciseResult] = field(default_factory=list)
     seconds: float = 0.0
+    seed: int | None = None  # what the grader drew for the checks' inputs (to run them again)
+    isolation: str = ""  # how its kernel was walled in (kernel.Isolation.note); "" if none ran
 
     @property
     def score(self) -> int:
@@ -71,25 +72,9 @@ def _error(cell: NotebookNode) -> str | None:
     return None
 
 
-def _stdout(cell: NotebookNode) -> str:
-    return "".join(
-        o.get("text", "")
-        for o in cell.get("outputs", [])
-        if o.get("output_type") == "stream" and o.get("name") == "stdout"
-    )
-
-
-def check_result(cell: NotebookNode, exercise: Exercise) -> ExerciseResult:
-    """The result of an executed check cell: an error output fails it, anything else passes."""
-    error = _error(cell)
-    if error is None:
-        lines = [line for line in _stdout(cell).splitlines() if line.strip()]
-        message = one_line(lines[-1] if lines else f"{exercise.check} passed")
-        if USED_REFERENCE in message:  # the learner went on with checks.reference(...)
-            return ExerciseResult(exercise.name, FAILED, message, 0, exercise.points)
-        return ExerciseResult(exercise.name, PASSED, message, exercise.points, exercise.points)
-    message = error.removeprefix("CheckFailed: ").split(" To go on with", 1)[0]  # the diagnosis
-    return ExerciseResult(exercise.name, FAILED, message, 0, exercise.points)
+def failed(exercise: Exercise, message: str) -> ExerciseResult:
+    """An exercise whose check failed, with what it said."""
+    return ExerciseResult(exercise.name, FAILED, one_line(message), 0, exercise.points)
 
 
 def not_run(exercise: Exercise, why: str) -> ExerciseResult:
