@@ -25,6 +25,7 @@ not shipped: the command retrains them (about a minute each).
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -159,6 +160,35 @@ def correlations(rows: list[dict], n_permutations: int = 10_000) -> dict[str, di
     return result
 
 
+def _organism_row(cfg: DoseConfig, d_model: int, seed: int, confirm: bool) -> dict:
+    """One organism pretrained and :func:`measure`-d: its row of the record."""
+    start = time.perf_counter()
+    pre = organism.PretrainConfig(
+        steps=cfg.pretrain_steps, seed=seed, link=cfg.link, d_model=d_model
+    )
+    row = measure(organism.pretrain(pre, progress=False), organism.default_tokenizer(), cfg)
+    return {
+        "d_model": d_model,
+        "seed": seed,
+        "confirmatory": confirm,
+        **{k: round(v, 5) for k, v in row.items()},
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def partial_path(out: Path) -> Path:
+    """Where :func:`run` keeps the organisms measured so far."""
+    return out.with_name(out.stem + ".partial.json")
+
+
+def _done(path: Path, config: dict) -> dict[tuple[int, int], dict]:
+    """The rows measured so far under ``config``, by (d_model, seed); none if it changed."""
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if saved.get("config") != config:
+        return {}
+    return {(r["d_model"], r["seed"]): r for r in saved.get("rows", [])}
+
+
 def run(
     cfg: DoseConfig = DoseConfig(),
     out: Path = RESULTS_FILE,
@@ -168,26 +198,19 @@ def run(
     """Pretrain every organism of ``cfg``, :func:`measure` it, write ``out`` (and, with ``ship``,
     the copy notebook 06 reads). The test runs over the confirmatory organisms only; the
     exploration organisms get the same correlations apart, under ``exploration``. The linked
-    world (``cfg.link``) is a comparison, never shipped."""
+    world (``cfg.link``) is a comparison, never shipped.
+
+    Each organism's row is saved as it ends, beside ``out`` (:func:`partial_path`), under the
+    settings that made it: a stopped run, started again, measures only the organisms it had not
+    finished."""
     if ship and cfg.link:
         raise ValueError("the linked world is a comparison: it is never shipped")
-    rows = []
+    config = json.loads(json.dumps(asdict(cfg)))
+    partial = partial_path(out)
+    done, rows = _done(partial, config), []
     for d_model, seed, confirm in tqdm(cfg.organisms(), desc="organisms", disable=not progress):
-        start = time.perf_counter()
-        pre = organism.PretrainConfig(
-            steps=cfg.pretrain_steps, seed=seed, link=cfg.link, d_model=d_model
-        )
-        model = organism.pretrain(pre, progress=False)
-        row = measure(model, organism.default_tokenizer(), cfg)
-        rows.append(
-            {
-                "d_model": d_model,
-                "seed": seed,
-                "confirmatory": confirm,
-                **{k: round(v, 5) for k, v in row.items()},
-                "seconds": round(time.perf_counter() - start, 1),
-            }
-        )
+        rows.append(done.get((d_model, seed)) or _organism_row(cfg, d_model, seed, confirm))
+        write_json({"config": config, "rows": rows}, partial)
     result = {
         "config": asdict(cfg),
         "rows": rows,
@@ -197,6 +220,7 @@ def run(
     write_json(result, out)
     if ship:
         write_json(result, DOSE_FILE)
+    partial.unlink()
     return result
 
 
