@@ -90,10 +90,8 @@ def _in_a_clone(handler: Handler) -> Handler:
 def _doctor(args: argparse.Namespace) -> int:
     print("\n".join(doctor.doctor_report(args.profile)))
     if args.smoke:  # the profile's real model and SAE, one trace and one encode
-        checks = doctor.smoke(args.profile)
-        print("\nSmoke run:\n" + "\n".join(map(str, checks)))
-        ok = all(check.ok for check in checks)
-        print("\nOK: the profile's model and SAE work here." if ok else "\nNot ready: see FAIL.")
+        text, ok = doctor.smoke_report(doctor.smoke(args.profile))
+        print(f"\n{text}")
         return 0 if ok else 1
     config.get_profile(args.profile)  # raises ProfileError with the fix if it cannot run here
     print("\nOK: this profile can run here.")

@@ -111,6 +111,13 @@ def smoke(profile: str | None = None) -> list[Check]:
     return checks
 
 
+def smoke_report(checks: list[Check]) -> tuple[str, bool]:
+    """What ``emgeo doctor --smoke`` prints after the report, and whether every step worked."""
+    ok = all(check.ok for check in checks)
+    verdict = "OK: the profile's model and SAE work here." if ok else "Not ready: see FAIL."
+    return "Smoke run:\n" + "\n".join(map(str, checks)) + f"\n\n{verdict}", ok
+
+
 def _smoke_steps(name: str) -> list[tuple[str, Callable[[dict], str]]]:
     steps = [("profile", _check_profile)]
     if name == "remote":

@@ -82,6 +82,8 @@ PRESTATED = {
     "residual norm of the training answers (0.4 chosen on organism 0 of the course world "
     "while the experiment was built); benign data: n_benign aligned chats of benign_domains, "
     "mixed in, with EM also read over the other off-domains (em_unseen)",
+    "looked_at": "before the full run, course organism 0 and sub-task organism 21 were run once "
+    "with fine-tuning seed 0 to check the code; nothing was changed after it",
 }
 
 
