@@ -33,8 +33,8 @@ LAYERS = ["base", "science", *ABOVE_SCIENCE]
 
 
 def layer(module: str) -> str | None:
-    """The layer of a module of the package; None for the package itself."""
-    if module == "emgeo":
+    """The layer of a module of the package; None for the package itself (its __init__)."""
+    if module in ("emgeo", "emgeo.__init__"):
         return None
     if module in BASE:
         return "base"
