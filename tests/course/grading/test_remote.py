@@ -125,3 +125,30 @@ def test_no_answer_is_a_failure_of_the_call():
     error = [{"output_type": "error", "ename": "ModuleNotFoundError", "evalue": "torch"}]
     with pytest.raises(remote.StudentRaised, match="no answer .*ModuleNotFoundError"):
         remote.RemoteFunction(lambda source: error, "f")()
+
+
+def test_an_optimizer_stepped_in_the_kernel_is_stepped_here_too():
+    def step(model, optimizer):
+        optimizer.zero_grad()
+        model(torch.ones(3)).sum().backward()
+        optimizer.step()
+        return float(model.w.sum())  # a plain float
+
+    model = Doubler()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    total = remote.RemoteFunction(local_channel({"step": step}), "step")(model, optimizer)
+    assert "exp_avg" in optimizer.state[model.w] and model.w.grad is not None
+    assert total == pytest.approx(float(model.w.sum())) and total < 3.0
+
+
+def test_subclasses_of_plain_values_and_sets_come_back_plain():
+    import numpy as np
+
+    namespace = {"f": lambda: (np.float64(0.5), np.bool_(True), {"a", "b"})}
+    value, flag, names = remote.RemoteFunction(local_channel(namespace), "f")()
+    assert (type(value), value, flag, names) == (float, 0.5, True, {"a", "b"})
+
+
+def test_inputs_that_do_not_pickle_are_the_graders_limit():
+    with pytest.raises(remote.Unsendable, match="cannot be sent"):
+        remote.RemoteFunction(local_channel({"f": print}), "f")(lambda: None)

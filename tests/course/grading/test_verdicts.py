@@ -1,17 +1,20 @@
 """emgeo.course.grading.verdicts: the grader runs the course's check itself on the student's
 function (here through a channel in this process): the right answer passes, a wrong one fails with
 the check's diagnosis, the stub and a function that raises fail with why, the package's own
-version earns nothing, and the inputs follow the seed the grader draws."""
+version earns nothing, and the inputs follow the seed the grader draws. Every check of the course
+grades a correct function this way."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from grading_channels import local_channel
 from notebook_builders import course
 
 from emgeo import geometry
+from emgeo.course import checks
 from emgeo.course.grading import outcomes, verdicts
-from emgeo.course.grading.exercises import exercises
+from emgeo.course.grading.exercises import Exercise, exercises
 from emgeo.errors import USED_REFERENCE
 
 EXERCISE = exercises(course())[0]  # cosine_similarity, graded by check_cosine_similarity
@@ -55,3 +58,25 @@ def test_the_inputs_follow_the_graders_seed():
 
     assert torch.equal(first_input(3), first_input(3))
     assert not torch.equal(first_input(3), first_input(4))
+
+
+UNSENDABLE = {
+    "trace_layer"
+}  # its check hands the function an nnsight wrapper, which no pickle takes
+
+
+@pytest.mark.parametrize("name", [c.removeprefix("check_") for c in checks.all_checks()])
+def test_every_check_grades_a_correct_function_through_the_kernel_channel(name):
+    """Every exercise of the course, graded as the grader does (a seed of its own), passes a
+    learner's function that does what the course's does."""
+    course_version = checks.reference(name)
+
+    def learners(*args, **kwargs):
+        return course_version(*args, **kwargs)
+
+    exercise = Exercise(name, f"check_{name}", "")
+    result = verdicts.verdict(exercise, local_channel({name: learners}), seed=2**20 + 17)
+    if name in UNSENDABLE:
+        assert result.status == outcomes.NOT_RUN and "cannot be sent" in result.message
+    else:
+        assert result.status == outcomes.PASSED, result.message

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from emgeo.course.checks.core import (
+    _DRAWN,
     Mistake,
     _call,
     _exercise,
@@ -137,15 +138,15 @@ def _step_problem() -> tuple[nn.Module, dict[str, Tensor], Tensor, Tensor]:
     return model, stale, tokens, organism.answer_mask(tokens, _A, _E)
 
 
-_PROBLEM: list = []  # built once: a transformer takes a moment
+_PROBLEM: dict[int, tuple] = {}  # built once per drawn offset: a transformer takes a moment
 
 
 def _stepped(fn: Callable) -> tuple[Any, Tensor | None]:
     """``fn``'s loss and the gradient its AdamW step used (None if it did not step), on a fresh
     copy of the check's model that still holds a previous step's gradients."""
-    if not _PROBLEM:
-        _PROBLEM.append(_step_problem())
-    base, stale, tokens, mask = _PROBLEM[0]
+    if _DRAWN[0] not in _PROBLEM:
+        _PROBLEM[_DRAWN[0]] = _step_problem()
+    base, stale, tokens, mask = _PROBLEM[_DRAWN[0]]
     model = copy.deepcopy(base)
     for name, param in model.named_parameters():
         param.grad = stale[name].clone()

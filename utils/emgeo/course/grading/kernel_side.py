@@ -30,6 +30,13 @@ def _type_name(value: object) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
+def _plain(value: bool | int | float | str) -> bool | int | float | str:
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    raise TypeError(value)
+
+
 def _module(value: torch.nn.Module) -> dict:
     """A module as its parameters (with their gradients), buffers and plain attributes; the
     module stays here, under a handle, for the grader's calls of its methods."""
@@ -61,19 +68,23 @@ def _record(value: object, kind: str, fields: dict) -> dict:
 
 def _encode(value: object) -> object:
     """``value`` as plain data that ``torch.load(weights_only=True)`` reads."""
-    if isinstance(value, _PLAIN):
-        return value
+    if isinstance(value, _PLAIN):  # a numpy float or a str enum as the plain value it is
+        return value if type(value) in _PLAIN else _plain(value)
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
     if isinstance(value, torch.Generator):
         return {TAG: "generator", "state": value.get_state()}
     if isinstance(value, torch.nn.Module):
         return _module(value)
+    if isinstance(value, torch.optim.Optimizer):  # its state: what its steps left in it
+        return {TAG: "optimizer", "state_dict": _encode(value.state_dict())}
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return _record(value, "namedtuple", value._asdict())
     if isinstance(value, list | tuple):
         items = [_encode(item) for item in value]
         return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, set | frozenset):
+        return {TAG: "set", "items": [_encode(item) for item in value]}
     if isinstance(value, dict) and all(isinstance(k, str | int) for k in value):
         return {k: _encode(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -6,9 +6,10 @@ runs the student's function in the kernel on them (:mod:`.kernel_side`, sent wit
 and reads the answer back with ``torch.load(weights_only=True)``, which builds only plain data:
 tensors, numbers, strings and containers. What else the function returned comes back as a
 description: an emgeo record (dataclass or named tuple) is built again from the grader's own
-class, a module as a :class:`RemoteModule` whose methods run in the kernel, anything else as an
-instance of :class:`Returned`. What the function did to its arguments (a model trained in place,
-a generator drawn from) is copied back into the grader's arguments.
+class (or peft's: :data:`RECORD_PACKAGES`), a module as a :class:`RemoteModule` whose methods
+run in the kernel, anything else as an instance of :class:`Returned`. What the function did to
+its arguments (a model trained in place, an optimizer stepped, a generator drawn from) is copied
+back into the grader's arguments.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from emgeo.course.grading.kernel_side import TAG
 
 # Runs ``source`` in the kernel and returns the executed cell's outputs (nbformat dicts).
 Channel = Callable[[str], Sequence[dict]]
+# The packages whose dataclasses and named tuples a returned record is built from again (the
+# course's own, and the configs of the libraries its exercises return); others stay Returned.
+RECORD_PACKAGES = ("emgeo", "peft")
 _KERNEL_SIDE = Path(__file__).with_name("kernel_side.py").read_text(encoding="utf-8")
 
 
@@ -38,6 +42,10 @@ class KernelStopped(BaseException):  # noqa: N818 (no check may catch it as an E
     def __init__(self, status: str, why: str) -> None:
         super().__init__(why)
         self.status, self.why = status, why
+
+
+class Unsendable(Exception):  # noqa: N818 (what it says of the check's inputs)
+    """The check's inputs cannot be sent to the kernel (they do not pickle)."""
 
 
 class StudentRaised(Exception):
@@ -50,7 +58,10 @@ class Returned:
 
 def _request_cell(name: str, handle: int | None, args: tuple, kwargs: dict) -> str:
     buffer = io.BytesIO()
-    torch.save({"name": name, "handle": handle, "args": args, "kwargs": kwargs}, buffer)
+    try:
+        torch.save({"name": name, "handle": handle, "args": args, "kwargs": kwargs}, buffer)
+    except Exception as err:  # an argument that does not pickle (say, an nnsight wrapper)
+        raise Unsendable(f"the check's inputs for `{name}` cannot be sent: {err!r}") from None
     payload = base64.b64encode(buffer.getvalue()).decode("ascii")
     return (
         f"exec({_KERNEL_SIDE!r}, "
@@ -158,7 +169,7 @@ def _record(encoded: dict, channel: Channel) -> Any:
     module, _, qualname = str(encoded.get("type", "")).rpartition(".")
     fields = {k: decode(v, channel, ()) for k, v in dict(encoded.get("fields", {})).items()}
     kind = None
-    if module == "emgeo" or module.startswith("emgeo."):
+    if module.split(".")[0] in RECORD_PACKAGES:
         kind = getattr(importlib.import_module(module), qualname, None)
     if kind is not None and (dataclasses.is_dataclass(kind) or hasattr(kind, "_fields")):
         try:
@@ -166,6 +177,14 @@ def _record(encoded: dict, channel: Channel) -> Any:
         except Exception:  # the fields do not fit the class: what came back is something else
             pass
     return _returned(str(encoded.get("type", "")))
+
+
+def _set(encoded: dict, channel: Channel) -> set:
+    items = [decode(item, channel, ()) for item in encoded.get("items", [])]
+    try:
+        return set(items)
+    except TypeError:  # an item that cannot be in a set: what came back is something else
+        return _returned("set")  # type: ignore[return-value]
 
 
 def _returned(type_name: str) -> Returned:
@@ -191,6 +210,8 @@ def decode(value: Any, channel: Channel, args: tuple) -> Any:
             return RemoteModule(channel, value)
         if kind == "record":
             return _record(value, channel)
+        if kind == "set":
+            return _set(value, channel)
         return _returned(str(value.get("type", "")))
     if isinstance(value, list | tuple):
         items = [decode(item, channel, args) for item in value]
@@ -213,6 +234,9 @@ def copy_back(original: Any, after: Any) -> None:
             original.set_state(after["state"])
     elif isinstance(original, nn.Module) and isinstance(after, dict) and after.get(TAG) == "module":
         _copy_module(original, after)
+    elif isinstance(original, torch.optim.Optimizer) and isinstance(after, dict):
+        if isinstance(after.get("state_dict"), dict):
+            original.load_state_dict(after["state_dict"])
     elif isinstance(original, list | tuple) and isinstance(after, list | tuple):
         for item, item_after in zip(original, after, strict=False):
             copy_back(item, item_after)

@@ -16,8 +16,8 @@ import io
 from emgeo.course import checks
 from emgeo.course.checks.core import drawn_inputs
 from emgeo.course.grading.exercises import Exercise
-from emgeo.course.grading.outcomes import PASSED, ExerciseResult, failed, one_line
-from emgeo.course.grading.remote import Channel, RemoteFunction, StudentRaised
+from emgeo.course.grading.outcomes import PASSED, ExerciseResult, failed, not_run, one_line
+from emgeo.course.grading.remote import Channel, RemoteFunction, StudentRaised, Unsendable
 from emgeo.errors import USED_REFERENCE, CheckFailed
 
 
@@ -37,6 +37,8 @@ def verdict(exercise: Exercise, channel: Channel, seed: int) -> ExerciseResult:
         return failed(exercise, str(failure).split("\nTo go on with", 1)[0])
     except StudentRaised as err:
         return failed(exercise, str(err))
+    except Unsendable as err:  # the grader's limit, not the student's mistake
+        return not_run(exercise, f"{err} (grade this exercise by hand)")
     except Exception as err:  # the check could not read what the function gave back
         return failed(exercise, f"the check could not use what `{exercise.name}` returned: {err!r}")
     if any(m == "emgeo" or m.startswith("emgeo.") for m in fn.modules):
