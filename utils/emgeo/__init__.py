@@ -9,7 +9,14 @@ from dataclasses import replace
 
 import torch
 
-from emgeo.config import DEFAULT_SEED, Profile, get_profile, notebook_profile, seed_everything
+from emgeo.config import (
+    DEFAULT_SEED,
+    Profile,
+    get_profile,
+    hf_token_configured,
+    notebook_profile,
+    seed_everything,
+)
 from emgeo.errors import ProfileError
 
 __all__ = ["Profile", "ProfileError", "get_profile", "setup"]
@@ -39,6 +46,8 @@ def setup(
     chosen = profile.strip().lower() if profile else None
     if chosen and chosen != name:
         prof = replace(prof, overrides=chosen)
+    if not prof.is_cpu and not prof.standins and not hf_token_configured():
+        prof = replace(prof, missing_keys=("HF_TOKEN",))  # said with the fix, where it shows
     torch.set_num_threads(prof.n_threads)
     seed_everything(seed)
     from emgeo import plotting  # matplotlib: imported only when a notebook starts

@@ -55,6 +55,7 @@ class Profile:
     seed: int = DEFAULT_SEED
     standins: bool = False  # the profile's code runs on tiny stand-ins (EMGEO_STANDINS)
     overrides: str | None = None  # the notebook's own choice, when EMGEO_PROFILE overrode it
+    missing_keys: tuple[str, ...] = ()  # keys the profile's models need that are not set here
 
     @property
     def is_cpu(self) -> bool:
@@ -63,9 +64,13 @@ class Profile:
     def __str__(self) -> str:
         tiny = ", on tiny stand-in models (EMGEO_STANDINS)" if self.standins else ""
         over = f", from EMGEO_PROFILE over PROFILE = {self.overrides!r}" if self.overrides else ""
+        missing = "".join(
+            f"\n{name} is not set, so the gated models will not download: {key_fix(name)}."
+            for name in self.missing_keys
+        )
         return (
             f"emgeo profile '{self.name}': device={self.device}, "
-            f"torch threads={self.n_threads}, seed={self.seed}{tiny}{over}"
+            f"torch threads={self.n_threads}, seed={self.seed}{tiny}{over}{missing}"
         )
 
     def _repr_pretty_(self, p, cycle) -> None:  # IPython display
@@ -87,6 +92,20 @@ def key_fix(name: str) -> str:
             "access, then run the setup cell again"
         )
     return f"run `export {name}=...` in the shell that starts Jupyter, then restart the kernel"
+
+
+def hf_token_configured() -> bool:
+    """Whether a Hugging Face token is there (``HF_TOKEN`` or a saved login); never its value."""
+    if os.environ.get("HF_TOKEN"):
+        return True
+    try:
+        import huggingface_hub  # imported only to read a saved token
+    except ImportError:
+        return False
+    try:
+        return huggingface_hub.get_token() is not None
+    except Exception:  # a broken token store: the same as no token here
+        return False
 
 
 def ndif_key_configured() -> bool:
