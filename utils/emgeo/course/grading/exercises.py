@@ -3,7 +3,9 @@
 The same exercises carry nbgrader metadata (:func:`add_nbgrader_metadata`): each exercise's
 function cell is a solution cell, each check cell a locked autograded cell worth one point, so an
 instructor who uses nbgrader can grade with it instead. Before a submission runs, the course's
-check cells are put back into it (:func:`restore_checks`), so that no edit makes a check pass.
+check cells are put back into it (:func:`restore_checks`): they mark where, in the notebook's
+order, the grader computes each verdict itself (:mod:`emgeo.course.grading.verdicts`), and which
+function of the notebook it grades there.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ Run as a script (``python -I -S sandbox.py --work DIR --hide PATH ... -- KERNEL 
 the command prefix of :func:`emgeo.course.grading.kernel.kernel_prefix`, inside
 ``unshare --mount --net``: it lays an empty read-only tmpfs over every ``--hide`` folder and
 ``/dev/null`` over every such file (the submissions, the gradebook's folder, the grader's home or
-its credentials), gives ``/dev/shm`` a private tmpfs,
-binds the working copy onto itself, makes every other mount read-only, then drops every
-capability (``setpriv``) so that none of it can be undone, and execs the kernel. Only the
-standard library is imported: the script runs before anything of the course is importable.
+its credentials), gives ``/dev/shm`` a private tmpfs, binds the working copy onto itself, makes
+every other mount read-only, then drops every capability (``setpriv``) so that none of it can be
+undone, and execs the kernel. Only the standard library is imported: the script runs before
+anything of the course is importable.
 """
 
 from __future__ import annotations
