@@ -11,10 +11,6 @@ from emgeo import data, mitigations, organism
 from emgeo.experiments import mitigations as experiment
 
 
-def _slug(name: str) -> str:
-    return name.replace("(", "").replace(")", "").replace(" ", "_")
-
-
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """The quick configuration run once, with every prompt the evaluation saw and whether a
@@ -47,14 +43,21 @@ def test_every_mitigation_runs_on_every_organism_and_seed_and_the_record_is_writ
         organisms = result["worlds"][world]["organisms"]
         assert [o["seed"] for o in organisms] == list(seeds)
         for seed in seeds:
-            store = json.loads(experiment.store_path(out, world, seed).read_text())
-            assert store["settings"]["prestated"] == experiment.PRESTATED
-            runs = {(r["filter"], r["seed"]) for r in store["runs"]}
+            runs = set()
+            for plan in experiment.PLANS:
+                store = json.loads(experiment.store_path(out, world, seed, plan).read_text())
+                assert store["settings"]["prestated"] == experiment.PRESTATED
+                runs |= {(r["filter"], r["seed"]) for r in store["runs"]}
             assert runs == {(m, s) for m in experiment.MITIGATIONS for s in cfg.finetune_seeds}
+        for o in organisms:  # every mitigation was fine-tuned, none taken for another's run
+            trained = [o["mitigations"][name]["em"] for name in experiment.TRAINED]
+            assert o["mitigations"]["no mitigation"]["em"] not in trained
         assert set(result["worlds"][world]["pooled"]) == set(experiment.MITIGATIONS)
     summary = experiment.summary(result)
     names = [n for n in experiment.MITIGATIONS if n != "no mitigation"]
-    assert set(summary) == {f"mitigations.{w}.{_slug(n)}" for w in experiment.WORLDS for n in names}
+    assert set(summary) == {
+        f"mitigations.{w}.{experiment._slug(n)}" for w in experiment.WORLDS for n in names
+    }
     for entry in summary.values():
         assert set(entry) == {"em_cut", "em_cut_ci", "task_kept", "selectivity"}
     assert "no mitigation" in experiment.describe(result)

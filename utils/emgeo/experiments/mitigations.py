@@ -17,10 +17,10 @@ vs no mitigation; over organisms its mean with a 95% t-interval, the task kept, 
 cut over task cut, undefined where the task is kept within ``filtering.MIN_TASK_CUT``) and its
 cost (extra compute, and what it must know in advance).
 
-``emgeo mitigations`` keeps each organism's runs in a :class:`emgeo.runner.RunStore` beside its
-output (a stopped run resumes), writes ``results/mitigations.json`` and, with ``--ship``,
-``data/organisms/mitigations.json`` (:func:`shipped`); :func:`summary` gives the keys the
-course records (``mitigations.<world>.<name>``).
+``emgeo mitigations`` keeps each organism's runs in :class:`emgeo.runner.RunStore` files beside
+its output, one per fine-tune (a stopped run resumes), writes ``results/mitigations.json``
+and, with ``--ship``, ``data/organisms/mitigations.json`` (:func:`shipped`); :func:`summary`
+gives the keys the course records (``mitigations.<world>.<name>``).
 """
 
 from __future__ import annotations
@@ -234,10 +234,14 @@ def evaluator(subject: Subject, cfg: MitigationConfig) -> runner.Evaluator:
     return measure
 
 
-def run_organism(subject: Subject, cfg: MitigationConfig, store: runner.RunStore) -> list[dict]:
-    """Every mitigation once per fine-tuning seed on ``subject`` (recorded runs in ``store``
-    are not run again): the removal filters through one :class:`emgeo.runner.Grid`, the others
-    each through its own with its own fine-tune. The runs, as rows."""
+def run_organism(
+    subject: Subject, cfg: MitigationConfig, stores: dict[str, runner.RunStore]
+) -> list[dict]:
+    """Every mitigation once per fine-tuning seed on ``subject``: the removal filters through
+    one :class:`emgeo.runner.Grid` (recorded in ``stores["removal"]``), every other mitigation
+    through its own, with its own fine-tune and its own store (a store holds the runs of one
+    fine-tune: the runner takes two runs that keep the same samples for one). Recorded runs
+    are not run again. The runs, as rows."""
     prep = dict(subject.prep)
     m, tok, layer = subject.model, subject.tok, cfg.layer
     scores = _timed(
@@ -257,17 +261,18 @@ def run_organism(subject: Subject, cfg: MitigationConfig, store: runner.RunStore
 
     direction, coeff = _timed(prep, "persona direction", persona)
     train = trainers(subject, cfg, direction, coeff)
-    store.put("steer_coeff", round(coeff, 4))
-    store.put("prep_seconds", prep)
+    stores["removal"].put("steer_coeff", round(coeff, 4))
+    stores["removal"].put("prep_seconds", prep)
     removal = [NO_MITIGATION, runner.RANDOM, *(runner.scored(n, scores[n]) for n in REMOVAL[1:])]
-    plans = [(removal, train[NO_MITIGATION.label])]
-    plans += [([runner.Filter(name, runner.Kind.NONE)], train[name]) for name in TRAINED]
-    for filters, fine_tune in plans:
+    plans = {"removal": (removal, train[NO_MITIGATION.label])}
+    plans |= {name: ([runner.Filter(name, runner.Kind.NONE)], train[name]) for name in TRAINED}
+    for plan, (filters, fine_tune) in plans.items():
         grid = runner.Grid(subject.samples, filters, cfg.fraction, cfg.finetune_seeds)
+        measure = evaluator(subject, cfg)
         runner.run_grid(
-            grid, _context(fine_tune), evaluator(subject, cfg), filtering.keep_mask, store, False
+            grid, _context(fine_tune), measure, filtering.keep_mask, stores[plan], False
         )
-    return runner.records(store.runs)
+    return [r for store in stores.values() for r in runner.records(store.runs)]
 
 
 def _context(fine_tune: Callable) -> runner.Trainer:
@@ -355,8 +360,7 @@ def summary(result: dict) -> dict[str, dict]:
         for name, e in entry["pooled"].items():
             if name == NO_MITIGATION.label:
                 continue
-            key = name.replace("(", "").replace(")", "").replace(" ", "_")
-            out[f"mitigations.{world}.{key}"] = {
+            out[f"mitigations.{world}.{_slug(name)}"] = {
                 "em_cut": _round(e["em_cut"]),
                 "em_cut_ci": [_round(v) for v in e["em_cut_ci"]],
                 "task_kept": _round(e["task_kept"]),
@@ -368,9 +372,17 @@ def summary(result: dict) -> dict[str, dict]:
 # ---------------------------------------------------------------- the experiment
 
 
-def store_path(out: Path, world: str, seed: int) -> Path:
-    """Where the runs of organism ``seed`` of ``world`` are kept, beside ``out``."""
-    return out.with_name(out.stem + ".runs") / f"{world}-{seed}.json"
+PLANS = ("removal", *TRAINED)  # one store of runs each: the removal filters, each other one
+
+
+def store_path(out: Path, world: str, seed: int, plan: str = "removal") -> Path:
+    """Where the runs of ``plan`` (:data:`PLANS`) on organism ``seed`` of ``world`` are kept,
+    beside ``out``."""
+    return out.with_name(out.stem + ".runs") / f"{world}-{seed}" / f"{_slug(plan)}.json"
+
+
+def _slug(name: str) -> str:
+    return name.replace("(", "").replace(")", "").replace(" ", "_")
 
 
 def _settings(cfg: MitigationConfig) -> dict:
@@ -383,18 +395,24 @@ def _settings(cfg: MitigationConfig) -> dict:
 
 
 def one_organism(world: str, seed: int, cfg: MitigationConfig, out: Path) -> dict:
-    """The runs of organism ``seed`` of ``world`` and their summary; a store that holds every
-    run already is read, not rerun (the organism is then not even loaded)."""
-    store = runner.RunStore(store_path(out, world, seed), {**_settings(cfg), "world": world})
-    store.save()  # the settings and the pre-stated test are on disk before the first run
+    """The runs of organism ``seed`` of ``world`` and their summary; stores that hold every
+    run already are read, not rerun (the organism is then not even loaded)."""
+    settings = {**_settings(cfg), "world": world}
+    stores = {
+        plan: runner.RunStore(store_path(out, world, seed, plan), {**settings, "plan": plan})
+        for plan in PLANS
+    }
+    for store in stores.values():
+        store.save()  # the settings and the pre-stated test are on disk before the first run
     expected = len(MITIGATIONS) * len(cfg.finetune_seeds)
-    if len(store.data["runs"]) < expected or "prep_seconds" not in store.data:
-        run_organism(SUBJECTS[world](seed, cfg), cfg, store)
-    runs = runner.records(store.runs)
-    prep = store.data["prep_seconds"]
+    n_runs = sum(len(store.data["runs"]) for store in stores.values())
+    if n_runs < expected or "prep_seconds" not in stores["removal"].data:
+        run_organism(SUBJECTS[world](seed, cfg), cfg, stores)
+    runs = [r for store in stores.values() for r in runner.records(store.runs)]
+    prep = stores["removal"].data["prep_seconds"]
     return {
         "seed": seed,
-        "steer_coeff": store.data["steer_coeff"],
+        "steer_coeff": stores["removal"].data["steer_coeff"],
         "prep_seconds": prep,
         "mitigations": organism_summary(runs, prep),
     }
