@@ -6,6 +6,7 @@ import httpx
 import pytest
 import torch
 
+from emgeo import config
 from emgeo.course import cli, doctor
 from emgeo.models import ndif
 
@@ -80,3 +81,10 @@ def test_offline_ndif_cannot_be_reached(monkeypatch, capsys):
     assert cli.main(["doctor", "--smoke", "--profile", "remote"]) == 1
     out = capsys.readouterr().out
     assert "FAIL NDIF" in out and "Not ready: see FAIL." in out
+
+
+def test_the_report_takes_a_notebooks_profile(monkeypatch):
+    monkeypatch.setenv("EMGEO_PROFILE", "cpu")
+    chosen = config.Profile("remote", "cpu", 1)
+    lines = doctor.doctor_report(chosen)
+    assert any(line.startswith("profile          remote (given;") for line in lines)

@@ -1,12 +1,15 @@
 """Each notebook's tiers from the shipped fake-tensor budget: the free T4 cells fit it, the GPU
 name picks the row, and a run that will not fit is refused in one sentence before it starts."""
 
+import shutil
 import types
 
+import nbformat
 import pytest
 import torch
 
 from emgeo import errors
+from emgeo.config import SOLUTIONS_DIR
 from emgeo.course import tiers
 
 BUDGET = tiers.load_budget()
@@ -100,3 +103,33 @@ def test_the_header_goes_after_the_badges_and_is_rewritten_in_place():
     assert "| free Colab T4 (gpu) | yes | 6 | 6.4 GiB | 1.5 GiB |" in once
     assert tiers.with_header(once, "09_audit", BUDGET) == once
     assert "no GPU part" in tiers.header("01_toy_superposition", BUDGET)
+
+
+def test_writing_the_tiers_into_notebooks_is_idempotent_and_keeps_outputs(tmp_path):
+    for name in ("01_toy_superposition", "09_audit"):
+        shutil.copy(SOLUTIONS_DIR / f"{name}.ipynb", tmp_path)
+    assert len(tiers.write_notebook_tiers(tmp_path)) == 2
+    assert tiers.write_notebook_tiers(tmp_path) == [], "a second run changes nothing"
+    old = nbformat.read(SOLUTIONS_DIR / "09_audit.ipynb", as_version=4)
+    new = nbformat.read(tmp_path / "09_audit.ipynb", as_version=4)
+    at = next(i for i, c in enumerate(new.cells) if "tiers.preflight(" in c.source)
+    assert new.cells[at].source == tiers.preflight_cell("09_audit")
+    assert new.cells[at].metadata["tags"] == ["profile"]
+    assert "profile" in new.cells[at + 1].metadata.get("tags", [])
+    assert [c for i, c in enumerate(new.cells) if i not in (0, at)] == old.cells[1:]
+    toy = nbformat.read(tmp_path / "01_toy_superposition.ipynb", as_version=4)
+    assert not any("tiers.preflight(" in c.source for c in toy.cells), "no profile cell there"
+    assert tiers.header("01_toy_superposition") in toy.cells[0].source
+
+
+@pytest.mark.parametrize(
+    "path", sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem
+)
+def test_every_notebook_header_states_its_tiers(path):
+    nb = nbformat.read(path, as_version=4)
+    assert tiers.header(path.stem) in nb.cells[0].source, (
+        "the tiers drifted from data/arch/profile_budget.json: run tiers.write_notebook_tiers()"
+    )
+    profile_cells = [c for c in nb.cells if "profile" in c.metadata.get("tags", [])]
+    if profile_cells:
+        assert profile_cells[0].source == tiers.preflight_cell(path.stem), "preflight comes first"

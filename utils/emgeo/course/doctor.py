@@ -28,9 +28,11 @@ PACKAGES = (
 )
 
 
-def doctor_report(profile: str | None = None) -> list[str]:
-    """What `emgeo doctor` prints: versions, profile, threads, GPU, NDIF key, gated-model access
+def doctor_report(profile: str | config.Profile | None = None) -> list[str]:
+    """What `emgeo doctor` prints: versions, profile (a name, a notebook's :class:`~emgeo.config.
+    Profile`, or None: EMGEO_PROFILE, else cpu), threads, GPU, NDIF key, gated-model access
     (Hugging Face token and licence), the notebook plan."""
+    profile = getattr(profile, "name", profile)
     lines = [f"python           {platform.python_version()} ({sys.executable})"]
     for pkg in PACKAGES:
         try:

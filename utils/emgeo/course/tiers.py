@@ -259,3 +259,45 @@ def _unknown_gpu(notebook: str, device: str, budget: dict) -> str:
         f"{device} is none of the course's tiers (T4, L4, A100): its {total:.1f} GiB hold the "
         f"{t4.gpu_gib:.1f} GiB this needs; on a T4 it takes about {_minutes(t4.minutes)} min"
     )
+
+
+# -- the notebooks' copies ----------------------------------------------------------------------
+
+PREFLIGHT_CELL = 'from emgeo.course import tiers\n\nprint(tiers.preflight("{notebook}", profile))'
+
+
+def preflight_cell(notebook: str) -> str:
+    """The code cell in front of a notebook's first profile cell: its :func:`preflight`."""
+    return PREFLIGHT_CELL.format(notebook=notebook)
+
+
+def write_notebook_tiers(root: Path = config.SOLUTIONS_DIR) -> list[Path]:
+    """Put each notebook's :func:`header` in its first markdown cell and, in a notebook with
+    profile cells, :func:`preflight_cell` (tagged ``profile``) in front of the first of them;
+    rewrite them where they are already. Return the notebooks that changed."""
+    import nbformat  # notebook files: only when writing them
+
+    from emgeo.course.notebooks import PROFILE_TAG  # nbclient: only when writing notebooks
+
+    budget, changed = load_budget(), []
+    for path in sorted(root.glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        before = nbformat.writes(nb)
+        first = next(c for c in nb.cells if c.cell_type == "markdown")
+        first.source = with_header(first.source, path.stem, budget)
+        profile_cells = [
+            i
+            for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and PROFILE_TAG in c.metadata.get("tags", [])
+        ]
+        done = [c for c in nb.cells if c.cell_type == "code" and "tiers.preflight(" in c.source]
+        if done:
+            done[0].source = preflight_cell(path.stem)
+        elif profile_cells:
+            cell = nbformat.v4.new_code_cell(preflight_cell(path.stem))
+            cell.metadata["tags"] = [PROFILE_TAG]
+            nb.cells.insert(profile_cells[0], cell)
+        if nbformat.writes(nb) != before:
+            nbformat.write(nb, path)
+            changed.append(path)
+    return changed
