@@ -1,5 +1,7 @@
+import builtins
 import importlib.metadata as md
 import re
+import runpy
 import shutil
 import sys
 import types
@@ -89,6 +91,9 @@ def run_colab_cell(tmp_path, monkeypatch, replaced: tuple[str, ...] = ()) -> lis
     of the pins changes the versions of ``replaced``."""
     (tmp_path / "emgeo").mkdir()
     shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "emgeo" / "pyproject.toml")
+    course = tmp_path / "emgeo" / "utils" / "emgeo" / "course"
+    course.mkdir(parents=True)
+    shutil.copy(colab_install.__file__, course / "colab_install.py")  # what the clone holds
     versions = dict(COLAB)
     calls: list[tuple] = []
 
@@ -98,10 +103,11 @@ def run_colab_cell(tmp_path, monkeypatch, replaced: tuple[str, ...] = ()) -> lis
 
         def run_line_magic(self, name: str, line: str) -> None:
             calls.append((name, line))
-            if name == "run":  # %run of the cloned script: this checkout's copy, in this kernel
+            if name == "run":  # %run of the cloned script, as IPython runs it, in this kernel
                 script, *argv = line.split()
-                assert script == f"{tmp_path}/emgeo/utils/emgeo/course/colab_install.py"
-                colab_install.main(argv, self)
+                monkeypatch.setattr(sys, "argv", [script, *argv])
+                monkeypatch.setattr(builtins, "get_ipython", lambda: self, raising=False)
+                runpy.run_path(script, run_name="__main__")
             if " -r " in line:
                 versions.update({n: "9.9.9" for n in replaced})
 
@@ -168,7 +174,7 @@ def test_colab_install_imports_nothing_that_the_install_replaces():
         "tomllib",
         "collections",
         "pathlib",
-        "IPython",
+        "builtins",
     }
 
 

@@ -70,6 +70,6 @@ def main(argv: Sequence[str], shell) -> None:
 
 
 if __name__ == "__main__":
-    from IPython import get_ipython  # %run executes this file inside the notebook's kernel
+    import builtins  # %run executes this file in the notebook's kernel: its get_ipython is there
 
-    main(sys.argv[1:], get_ipython())
+    main(sys.argv[1:], builtins.get_ipython())
