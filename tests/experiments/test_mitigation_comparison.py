@@ -50,6 +50,7 @@ def test_every_mitigation_runs_on_every_organism_and_seed_and_the_record_is_writ
                 runs |= {(r["filter"], r["seed"]) for r in store["runs"]}
             assert runs == {(m, s) for m in experiment.MITIGATIONS for s in cfg.finetune_seeds}
         for o in organisms:  # every mitigation was fine-tuned, none taken for another's run
+            assert len(o["runs"]) == len(experiment.MITIGATIONS) * len(cfg.finetune_seeds)
             trained = [o["mitigations"][name]["em"] for name in experiment.TRAINED]
             assert o["mitigations"]["no mitigation"]["em"] not in trained
         assert set(result["worlds"][world]["pooled"]) == set(experiment.MITIGATIONS)

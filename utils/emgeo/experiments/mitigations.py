@@ -395,8 +395,9 @@ def _settings(cfg: MitigationConfig) -> dict:
 
 
 def one_organism(world: str, seed: int, cfg: MitigationConfig, out: Path) -> dict:
-    """The runs of organism ``seed`` of ``world`` and their summary; stores that hold every
-    run already are read, not rerun (the organism is then not even loaded)."""
+    """The runs of organism ``seed`` of ``world`` and their summary (the record keeps both, so
+    it stands alone); stores that hold every run already are read, not rerun (the organism is
+    then not even loaded)."""
     settings = {**_settings(cfg), "world": world}
     stores = {
         plan: runner.RunStore(store_path(out, world, seed, plan), {**settings, "plan": plan})
@@ -415,6 +416,7 @@ def one_organism(world: str, seed: int, cfg: MitigationConfig, out: Path) -> dic
         "steer_coeff": stores["removal"].data["steer_coeff"],
         "prep_seconds": prep,
         "mitigations": organism_summary(runs, prep),
+        "runs": runs,
     }
 
 
