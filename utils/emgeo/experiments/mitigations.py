@@ -47,8 +47,14 @@ SHIPPED_FILE = DATA_DIR / "organisms" / "mitigations.json"  # written with --shi
 RESULTS_FILE = RESULTS_DIR / "mitigations.json"  # where `emgeo mitigations` writes
 WORLDS = ("organism", "unlinked")
 NO_MITIGATION = runner.Filter("no mitigation", runner.Kind.NONE)
-REMOVAL = ("random", "geometric (max)", "membership only", "neighbours only", "persona vector")
-REMOVAL += ("keyword",)
+REMOVAL = (  # half the inducing set removed, by each filter's ranking (random: a fresh draw)
+    "random",
+    "geometric (max)",
+    "membership only",
+    "neighbours only",
+    "persona vector",
+    "keyword",
+)
 TRAINED = (
     "inoculation (persona cue)",
     "inoculation (request frame)",
