@@ -46,7 +46,9 @@ def test_each_profile_names_its_gated_models():
     assert access.gated_models("cpu") == []
 
 
-@pytest.mark.parametrize("on_colab, fix", [(True, "Secrets (key icon"), (False, "export HF_TOKEN=")])
+@pytest.mark.parametrize(
+    "on_colab, fix", [(True, "Secrets (key icon"), (False, "export HF_TOKEN=")]
+)
 def test_without_a_token_it_says_where_to_get_one(no_token, monkeypatch, on_colab, fix):
     monkeypatch.setattr(access.config, "on_colab", lambda: on_colab)
     found = access.check_access(GEMMA, online=True)

@@ -480,18 +480,14 @@ def simulate_audit(
     ablations (two batches run per step, the rest counted)."""
     from emgeo import filtering  # science core: only when simulating
 
-    chats = long_chats(2 * backend.batch_size, backend.max_length)
-    reference = 2 * _batches(n_reference, backend.batch_size)
-    with session.step("toxic reference sets", repeats=reference / 2):
+    chats, toxic = long_chats(2 * backend.batch_size, backend.max_length), torch.arange(k)
+    with session.step("toxic reference sets", repeats=_batches(n_reference, backend.batch_size)):
         backend.sample_latents(chats)
-    toxic = torch.arange(k)
     with session.step("nearness to the toxic set"):
         proximity = filtering.feature_proximity(backend.sae.W_dec.detach().float(), toxic, "max")
-        proximity = proximity.float().cpu()
-    audited = 2 * _batches(n_per_source, backend.batch_size)
-    with session.step("score the audit set", repeats=audited / 2):
+    with session.step("score the audit set", repeats=_batches(n_per_source, backend.batch_size)):
         latents = backend.sample_latents(chats)
-        filtering.ablated_scores(latents, proximity, toxic)
+        filtering.ablated_scores(latents, proximity.float().cpu(), toxic)  # on the host
 
 
 def simulate_runs(
@@ -614,13 +610,17 @@ def budget_audit(
 ) -> NotebookBudget:
     """Notebook 09's audit cell in the gpu profile (Gemma-2-2B + Gemma Scope on the GPU) or the
     remote one (Llama-3.1-8B on a fake NDIF GPU, Llama Scope and the scores on the host)."""
+    from emgeo.models import pipeline  # transformers, nnsight, peft: only when simulating
+
     name = {"gpu": "gemma-2-2b", "remote": "llama-3.1-8b"}[profile]
     arch, remote = load_arch(name), profile == "remote"
     with Session() as session:
         with session.step("load model and SAE", download=_download(arch, name, remote)):
             model = fake_model(session, arch, GPU)
             sae = fake_sae(session, arch, HOST if remote else GPU)
-        backend = _backend(model, sae, name, max_length)
+        # traced locally: a remote trace runs on the fake "server" GPU, its activations land
+        # where the SAE is (the host), as NDIF's would
+        backend = pipeline.Backend(name, fake_lm(model, name), sae, 12, {}, False, max_length)
         simulate_audit(session, backend, n_reference, n_per_source)
         return NotebookBudget(dict(session.steps), host_baseline_gib)
 
@@ -633,14 +633,6 @@ def budget_pretrained_sae(profile: str, host_baseline_gib: float = 0.0) -> Noteb
         with session.step("load the SAE", download=_download(arch, arch.name, remote=True)):
             fake_sae(session, arch, GPU if profile == "gpu" else HOST)
         return NotebookBudget(dict(session.steps), host_baseline_gib)
-
-
-def _backend(model: PreTrainedModel, sae, name: str, max_length: int):
-    """A backend of a fake model, traced locally: a remote trace runs on the fake "server" GPU
-    and its activations land where the SAE is (the host), as NDIF's would."""
-    from emgeo.models import pipeline  # transformers, nnsight, peft: only when simulating
-
-    return pipeline.Backend(name, fake_lm(model, name), sae, 12, {}, False, max_length, 8)
 
 
 def budget_gpu_filter(
