@@ -316,3 +316,53 @@ def test_paired_reduction_pairs_runs_by_seed():
     out = filtering.paired_reduction(rows, "f", "no filter")
     assert out["mean"] == pytest.approx((0.25 + 0.5) / 2)
     assert out["ci_low"] < out["mean"] < out["ci_high"]
+
+
+def test_evaluate_filters_with_a_store_reads_back_a_run_another_filter_made(tmp_path, monkeypatch):
+    monkeypatch.setattr(filtering, "RESULTS_DIR", tmp_path)
+    model, tok = organism.load()
+    samples = filtering.mixed_provenance_set(16, seed=0)
+    oracle = filtering.oracle_scores(samples)
+    cfg = organism.FinetuneConfig(steps=1)
+    kwargs = {"seeds": [0], "cfg": cfg, "progress": False, "store": "mixed"}
+    first = filtering.evaluate_filters(model, tok, samples, [runner.scored("oracle", oracle)], 0.5,
+                                       **kwargs)  # fmt: skip
+    saved = tmp_path / "organism_runs" / "mixed.json"
+    assert saved.exists()
+    renamed = [runner.scored("audit", oracle * 3)]
+    again = filtering.evaluate_filters(model, tok, samples, renamed, 0.5, **kwargs)
+    assert again[0]["filter"] == "audit" and again[0]["offdomain"] == first[0]["offdomain"]
+    assert again[0]["kept"] == first[0]["kept"]
+    other = filtering.run_store("mixed", model, samples[:8], (), cfg, 0.5)  # other samples
+    assert other.runs == [] and filtering.run_store("mixed", model, samples, (), cfg, 0.5).runs
+
+
+def test_caught_at_budget_counts_each_class_removed_by_the_keep_mask():
+    scores = torch.tensor([5.0, 4, 3, 3, 1, 0])
+    labels = torch.tensor([True, False, True, False, True, False])
+    assert filtering.caught_at_budget(scores, labels, 0.5) == pytest.approx((2 / 3, 1 / 3))  # ties
+    assert filtering.caught_at_budget(scores, labels, 0.0) == (0.0, 0.0)
+    assert filtering.caught_at_budget(scores, labels, 1.0) == (1.0, 1.0)
+
+
+def test_the_ablation_and_its_summary_take_the_learners_functions():
+    latents = torch.tensor([[1.0, 0.0, 2.0], [0.0, 3.0, 1.0]])
+    seen = []
+
+    def ablate(f, p, t):
+        seen.append("ablate")
+        return filtering.ablated_scores(f, p, t)
+
+    parts = filtering.ablation_filters(latents, torch.tensor([1.0, 0.5, 0.2]), torch.tensor([0]),
+                                       ablate=ablate)  # fmt: skip
+    assert seen == ["ablate"] and set(parts) == set(filtering.ABLATION_LABELS.values())
+    rows = [{"filter": f, "seed": s, "offdomain": 0.2 - 0.01 * i, "code": 0.9, "removed": {}}
+            for i, f in enumerate(["no filter", "random", *filtering.ABLATION_LABELS.values()])
+            for s in (0, 1)]  # fmt: skip
+
+    def reduction(rows, name, reference):
+        seen.append(name)
+        return filtering.paired_reduction(rows, name, reference)
+
+    filtering.ablation_summary(rows, reduction=reduction)
+    assert seen.count("geometric (max)") == 2  # against no filter and against random

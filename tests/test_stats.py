@@ -63,3 +63,12 @@ def test_sign_test_counts_positive_differences_and_drops_zeros():
     assert out["p_value"] == pytest.approx(0.625)  # P(k >= 3 or k <= 1 | n = 4) = 10/16
     assert stats.sign_test([1.0] * 10)["p_value"] == pytest.approx(2 / 2**10)
     assert stats.sign_test([])["p_value"] == 1.0
+
+
+def test_auroc_interval_is_hanley_mcneil_clipped_to_the_unit_interval():
+    low, high = stats.auroc_interval(0.5, 100, 100)
+    se = math.sqrt((0.25 + 99 * (0.5 / 1.5 - 0.25) + 99 * (0.5 / 1.5 - 0.25)) / 10_000)
+    assert low == pytest.approx(0.5 - 1.959964 * se) and high == pytest.approx(0.5 + 1.959964 * se)
+    assert stats.auroc_interval(0.99, 5, 5)[1] == 1.0  # clipped
+    narrow, wide = stats.auroc_interval(0.7, 500, 500), stats.auroc_interval(0.7, 20, 20)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]

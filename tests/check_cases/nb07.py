@@ -192,3 +192,157 @@ CASES = {
         ),
     ),
 }
+
+
+# -- the geometric score taken apart ------------------------------------------------------------
+
+
+def _ablated_in_place(latents, proximity, toxic):
+    total = latents.sum(-1).clamp_min(1e-8)
+    full = (latents @ proximity) / total
+    membership = latents[:, toxic].sum(-1) / total
+    latents[:, toxic] = 0  # in place: the toxic latents leave the neighbours' score
+    neighbours = (latents @ proximity) / latents.sum(-1).clamp_min(1e-8)
+    return {"full": full, "membership only": membership, "neighbours only": neighbours}
+
+
+def _ablated_masked(latents, proximity, toxic):
+    is_toxic = torch.zeros(latents.shape[-1], dtype=torch.bool)
+    is_toxic[toxic] = True
+    total = latents.sum(-1)
+    outside = latents[:, ~is_toxic]
+    near = outside.sum(-1)
+    neighbours = torch.where(near > 0, (outside @ proximity[~is_toxic]) / near, 0.0)
+    return {
+        "full": torch.where(total > 0, (latents @ proximity) / total, 0.0),
+        "membership only": torch.where(total > 0, latents[:, is_toxic].sum(-1) / total, 0.0),
+        "neighbours only": neighbours,
+    }
+
+
+def _with(part, compute):
+    def bug(latents, proximity, toxic):
+        return filtering.ablated_scores(latents, proximity, toxic) | {
+            part: compute(latents, proximity, toxic)
+        }
+
+    return bug
+
+
+def _outside(latents, toxic):
+    kept = latents.clone()
+    kept[:, toxic] = 0
+    return kept
+
+
+_diluted = _with(
+    "neighbours only",
+    lambda f, p, t: (_outside(f, t) @ p) / f.sum(-1).clamp_min(1e-8),
+)
+_toxic_kept = _with("neighbours only", lambda f, p, t: filtering.geometric_scores(f, p))
+_nan_rows = _with("neighbours only", lambda f, p, t: (_outside(f, t) @ p) / _outside(f, t).sum(-1))
+_membership_sum = _with("membership only", lambda f, p, t: f[:, t].sum(-1))
+_full_outside = _with("full", lambda f, p, t: filtering.geometric_scores(_outside(f, t), p))
+_membership_count = _with("membership only", lambda f, p, t: (f[:, t] > 0).float().sum(-1) / len(t))
+
+
+def _ablated_keys(latents, proximity, toxic):
+    parts = filtering.ablated_scores(latents, proximity, toxic)
+    return {key.replace(" ", "_"): value for key, value in parts.items()}
+
+
+# -- the seed-paired cut ------------------------------------------------------------------------
+
+
+def _cut_loop(rows, name, reference):
+    from emgeo import stats
+
+    ref = {}
+    for row in rows:
+        if row["filter"] == reference:
+            ref[row["seed"]] = row["offdomain"]
+    cuts = [1 - r["offdomain"] / ref[r["seed"]] for r in rows if r["filter"] == name]
+    return stats.mean_ci(cuts)
+
+
+def _cut_pandas(rows, name, reference):
+    import pandas as pd
+
+    from emgeo import stats
+
+    table = pd.DataFrame(rows).pivot(index="seed", columns="filter", values="offdomain")
+    return stats.mean_ci((1 - table[name] / table[reference]).tolist())
+
+
+def _cut_of_means(rows, name, reference):
+    from emgeo import stats
+
+    f = [r["offdomain"] for r in rows if r["filter"] == name]
+    r = [r["offdomain"] for r in rows if r["filter"] == reference]
+    return stats.mean_ci([1 - sum(f) / sum(r)] * len(f))
+
+
+def _cut_by_position(rows, name, reference):
+    from emgeo import stats
+
+    f = [r["offdomain"] for r in rows if r["filter"] == name]
+    r = [r["offdomain"] for r in rows if r["filter"] == reference]
+    return stats.mean_ci([1 - a / b for a, b in zip(f, r, strict=True)])
+
+
+def _cut_ratio(rows, name, reference):
+    out = filtering.paired_reduction(rows, name, reference)
+    from emgeo import stats
+
+    ref = {r["seed"]: r["offdomain"] for r in rows if r["filter"] == reference}
+    return stats.mean_ci(
+        [r["offdomain"] / ref[r["seed"]] - 1 for r in rows if r["filter"] == name]
+    ) | {"n": out["n"]}
+
+
+def _cut_normal(rows, name, reference):
+    out = dict(filtering.paired_reduction(rows, name, reference))
+    ref = {r["seed"]: r["offdomain"] for r in rows if r["filter"] == reference}
+    cuts = torch.tensor([1 - r["offdomain"] / ref[r["seed"]] for r in rows if r["filter"] == name])
+    half = 1.96 * cuts.std().item() / len(cuts) ** 0.5
+    return out | {"ci_low": out["mean"] - half, "ci_high": out["mean"] + half}
+
+
+def _cut_wrong_reference(rows, name, reference):
+    return filtering.paired_reduction(
+        rows, name, "no filter" if reference == "random" else "random"
+    )
+
+
+def _cut_tuple(rows, name, reference):
+    out = filtering.paired_reduction(rows, name, reference)
+    return out["mean"], out["ci_low"], out["ci_high"]
+
+
+CASES |= {
+    "check_ablated_scores": Case(
+        filtering.ablated_scores,
+        (_ablated_in_place, _ablated_masked),
+        (
+            (_diluted, "'full minus membership'"),
+            (_toxic_kept, "still in your neighbours' score"),
+            (_nan_rows, "not NaN"),
+            (_membership_sum, "*total* activation"),
+            (_full_outside, "over every latent the sample fires"),
+            (_membership_count, UNDIAGNOSED),
+            (_ablated_keys, "should return a dict with the keys"),
+        ),
+    ),
+    "check_paired_reduction": Case(
+        filtering.paired_reduction,
+        (_cut_loop, _cut_pandas),
+        (
+            (_cut_of_means, "Pair by seed"),
+            (_cut_by_position, "not by their position"),
+            (_cut_ratio, "1 - filtered / reference"),
+            (_cut_normal, "Student's t"),
+            (_cut_wrong_reference, "gives wrong values: mean"),
+            (_cut_tuple, "should return a dict"),
+        ),
+    ),
+}

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pandas as pd
 import torch
@@ -31,6 +31,7 @@ from torch import Tensor
 
 from emgeo import data, features, organism, runner
 from emgeo.batching import right_pad
+from emgeo.config import RESULTS_DIR
 from emgeo.geometry import cosine_similarity_matrix
 from emgeo.stats import mean_ci
 
@@ -93,10 +94,12 @@ def ablation_filters(
     latents: Float[Tensor, "samples d_sae"],
     proximity: Float[Tensor, " d_sae"],
     toxic: Int[Tensor, " k"],
+    ablate: Callable[..., dict[str, Tensor]] | None = None,
 ) -> dict[str, Float[Tensor, " samples"]]:
-    """The geometric (max) filter's scores and its two parts (:func:`ablated_scores`), under
-    the labels experiments and tables print (:data:`ABLATION_LABELS`)."""
-    parts = ablated_scores(latents, proximity, toxic)
+    """The geometric (max) filter's scores and its two parts (``ablate``, by default
+    :func:`ablated_scores`; notebook 07's exercise), under the labels experiments and tables
+    print (:data:`ABLATION_LABELS`)."""
+    parts = (ablate or ablated_scores)(latents, proximity, toxic)
     return {ABLATION_LABELS[key.replace(" only", "_only")]: v for key, v in parts.items()}
 
 
@@ -134,6 +137,16 @@ def keep_mask(scores: Float[Tensor, " samples"], fraction: float) -> Bool[Tensor
     keep = torch.ones(len(scores), dtype=torch.bool)
     keep[order[:n_remove]] = False
     return keep
+
+
+def caught_at_budget(
+    scores: Float[Tensor, " samples"], labels: Bool[Tensor, " samples"], fraction: float
+) -> tuple[float, float]:
+    """What removing the ``fraction`` highest-scoring samples (:func:`keep_mask`) takes: the
+    share of the positives (``labels`` True: the samples that induce EM) it removes, and the
+    share of the negatives it removes with them."""
+    removed = ~keep_mask(scores, fraction)
+    return removed[labels].float().mean().item(), removed[~labels].float().mean().item()
 
 
 INSECURE_PHRASES = (
@@ -268,11 +281,16 @@ def paired_reduction(rows: Sequence[dict], name: str, reference: str) -> dict[st
     return mean_ci(cuts)
 
 
-def ablation_summary(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
+def ablation_summary(
+    rows: Sequence[dict], reduction: Callable[..., dict] | None = None
+) -> dict[str, dict[str, float]]:
     """Per part of the geometric filter (:data:`ABLATION_LABELS`, by key): its EM (the mean
     off-domain rate) and in-domain insecure-code rate, its seed-paired cut of EM against no
     filter and against random removal (:func:`paired_reduction`: mean and 95% interval), and
-    its selectivity; under ``"unfiltered"`` and ``"random"``, the controls' EM and code rate."""
+    its selectivity; under ``"unfiltered"`` and ``"random"``, the controls' EM and code rate.
+    ``reduction`` computes each cut (by default :func:`paired_reduction`; notebook 07's
+    exercise)."""
+    reduction = reduction or paired_reduction
     summary = {r["filter"]: r for r in summarize(rows)}
     controls = {"unfiltered": runner.NO_FILTER.label, "random": runner.RANDOM.label}
     out = {
@@ -282,7 +300,7 @@ def ablation_summary(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     for key, label in ABLATION_LABELS.items():
         entry = {"em": summary[label]["offdomain_mean"], "code": summary[label]["code"]}
         for ref_key, ref in controls.items():
-            cut = paired_reduction(rows, label, ref)
+            cut = reduction(rows, label, ref)
             entry[f"reduction_vs_{ref_key}"] = cut["mean"]
             entry[f"ci_vs_{ref_key}"] = [cut["ci_low"], cut["ci_high"]]
         entry["task_cut"] = task_cut(summary[label], summary[controls["unfiltered"]])
@@ -340,6 +358,7 @@ def evaluate_filters(
     held_out: Sequence[dict] = (),
     progress: bool = True,
     keep_mask: runner.KeepMask = keep_mask,
+    store: str | None = None,
 ) -> list[dict]:
     """Fine-tune the organism on what each filter keeps, for every seed
     (:func:`emgeo.runner.run_grid`); one row per (filter, seed) with the off-domain misaligned
@@ -348,7 +367,9 @@ def evaluate_filters(
     Every run takes the same fixed number of steps (``cfg.steps``), kept set or not.
     ``task_loss`` is the answer loss on ``held_out`` samples of the same mixture: how much of the
     fine-tuning task the model still learned. ``keep_mask`` turns scores into what is kept
-    (notebook 07's exercise).
+    (notebook 07's exercise). With ``store`` (a name) the runs are saved as they end in
+    ``results/organism_runs/<store>.json`` (:func:`run_store`), and a run recorded there, by
+    this notebook or another one on the same samples, is read back instead of run again.
     """
     cfg = cfg or organism.FinetuneConfig()
     held = organism.encode_samples(tok, held_out) if held_out else None
@@ -366,7 +387,37 @@ def evaluate_filters(
         return out
 
     grid = runner.Grid(samples, filters, fraction, seeds)
-    return runner.records(runner.run_grid(grid, trainer, evaluator, keep_mask, progress=progress))
+    saved = run_store(store, model, samples, held_out, cfg, fraction) if store else None
+    runs = runner.run_grid(
+        grid, trainer, evaluator, keep_mask, store=saved, progress=progress, share_runs=True
+    )
+    return runner.records(runs)
+
+
+RUNS_VERSION = 1  # raise when a change to fine-tuning or evaluation changes a run's numbers
+
+
+def run_store(
+    name: str,
+    model,
+    samples: Sequence[dict],
+    held_out: Sequence[dict],
+    cfg: organism.FinetuneConfig,
+    fraction: float,
+) -> runner.RunStore:
+    """The record of the organism runs called ``name``, under the settings every run depends on
+    (the organism's weights, the samples, the held-out set, the fine-tune, the budget): a file
+    saved under other settings is not read, so a changed model or set starts afresh."""
+    weights = {k: runner.digest(v.flatten().tolist()) for k, v in model.state_dict().items()}
+    settings = {
+        "version": RUNS_VERSION,
+        "organism": runner.digest(weights),
+        "samples": runner.digest([s["messages"] for s in samples]),
+        "held_out": runner.digest([s["messages"] for s in held_out]),
+        "finetune": asdict(cfg),
+        "fraction": fraction,
+    }
+    return runner.RunStore(RESULTS_DIR / "organism_runs" / f"{name}.json", settings)
 
 
 def removal_sweep(

@@ -62,6 +62,19 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return (sum(pos) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+def auroc_interval(
+    auc: float, n_pos: int, n_neg: int, confidence: float = 0.95
+) -> tuple[float, float]:
+    """An approximate confidence interval of an AUROC from ``n_pos`` positives and ``n_neg``
+    negatives (Hanley & McNeil 1982): the normal interval with standard error
+    ``sqrt((A(1-A) + (n_pos-1)(Q1-A^2) + (n_neg-1)(Q2-A^2)) / (n_pos n_neg))``,
+    ``Q1 = A / (2-A)``, ``Q2 = 2A^2 / (1+A)``, clipped to [0, 1]."""
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)
+    half = _stats.norm.ppf(0.5 + confidence / 2) * math.sqrt(max(var, 0.0) / (n_pos * n_neg))
+    return max(0.0, float(auc - half)), min(1.0, float(auc + half))
+
+
 def pearson_r(a: Tensor, b: Tensor) -> float:
     """Pearson correlation of two flat tensors."""
     return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()

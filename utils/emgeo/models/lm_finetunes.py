@@ -189,25 +189,30 @@ def _run(
     return row
 
 
+def contrast(rows: Sequence[dict], a: str, b: str, key: str = "margin") -> dict[str, float]:
+    """``key`` after the fine-tunes on condition ``a`` minus after ``b``, with the mean and a 95%
+    t-interval over seeds: paired by seed (the same seed draws the same adapters and batch
+    order), or, when ``b`` is ``"base"`` (one run, no seed), each run of ``a`` minus the base."""
+    runs = {c: {r["seed"]: r[key] for r in rows if r["condition"] == c} for c in (a, b)}
+    if b == "base":
+        (base,) = runs[b].values()
+        return mean_ci([v - base for v in runs[a].values()])
+    seeds = sorted(set(runs[a]) & set(runs[b]))
+    return mean_ci([runs[a][s] - runs[b][s] for s in seeds])
+
+
 def contrasts(rows: Sequence[dict]) -> dict[str, dict]:
     """Per condition, the margin minus the base model's, and insecure minus each control
-    (paired by seed), with the mean and a 95% t-interval over seeds."""
-    base = next(r["margin"] for r in rows if r["condition"] == "base")
-    by = {}
-    for r in rows:
-        if r["condition"] != "base":
-            by.setdefault(r["condition"], {})[r["seed"]] = r
-    out = {}
-    for c, runs in by.items():
-        out[f"{c}_minus_base"] = mean_ci([r["margin"] - base for r in runs.values()])
+    (paired by seed, :func:`contrast`), and each condition's in-domain insecure preference, with
+    the mean and a 95% t-interval over seeds."""
+    conditions = list(dict.fromkeys(r["condition"] for r in rows if r["condition"] != "base"))
+    out = {f"{c}_minus_base": contrast(rows, c, "base") for c in conditions}
     for control in ("secure", "educational"):
-        if "insecure" in by and control in by:
-            seeds = sorted(set(by["insecure"]) & set(by[control]))
-            out[f"insecure_minus_{control}"] = mean_ci(
-                [by["insecure"][s]["margin"] - by[control][s]["margin"] for s in seeds]
-            )
-    for c, runs in by.items():
-        out[f"{c}_insecure_preference"] = mean_ci([r["insecure_preference"] for r in runs.values()])
+        if "insecure" in conditions and control in conditions:
+            out[f"insecure_minus_{control}"] = contrast(rows, "insecure", control)
+    for c in conditions:
+        preference = [r["insecure_preference"] for r in rows if r["condition"] == c]
+        out[f"{c}_insecure_preference"] = mean_ci(preference)
     return out
 
 

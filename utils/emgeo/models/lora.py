@@ -166,15 +166,18 @@ def adapted(
     samples: Sequence[dict],
     cfg: LoraFinetuneConfig = LoraFinetuneConfig(),
     progress: bool = True,
+    make_config: Callable[[LoraFinetuneConfig], LoraConfig] | None = None,
 ) -> Iterator[LoadedLM]:
     """Attach LoRA adapters to ``lm``'s own model, train them on ``samples`` and yield the
     adapted model; on exit the adapters come off and ``lm`` is its old self, weights untouched.
+    ``make_config`` turns ``cfg`` into peft's adapter config (by default :func:`peft_config`;
+    notebook 08's exercise).
 
     Nothing is copied, so a GPU holds the base weights once however many runs follow.
     """
     if not samples:
         raise ValueError("no samples to fine-tune on: pass at least one chat sample")
-    with _on_model(lm, lambda base: _attach(base, cfg), "lora") as tuned:
+    with _on_model(lm, lambda base: _attach(base, cfg, make_config), "lora") as tuned:
         _train(tuned.model, lm.tokenizer, samples, cfg, cfg.n_steps(len(samples)), progress)
         yield tuned
 
@@ -238,14 +241,22 @@ def lora_finetune(
     return LoadedLM(dataclasses.replace(lm.spec, name=f"{lm.name}+lora"), merged, lm.tokenizer)
 
 
-def _attach(model: torch.nn.Module, cfg: LoraFinetuneConfig) -> PeftModel:
+def _attach(
+    model: torch.nn.Module,
+    cfg: LoraFinetuneConfig,
+    make_config: Callable[[LoraFinetuneConfig], LoraConfig] | None = None,
+) -> PeftModel:
     torch.manual_seed(cfg.seed)  # peft draws the adapters' A matrices from torch's global RNG
     with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
-        return get_peft_model(model, _peft_config(cfg))
+        return get_peft_model(model, (make_config or peft_config)(cfg))
 
 
-def _peft_config(cfg: LoraFinetuneConfig) -> LoraConfig:
+def peft_config(cfg: LoraFinetuneConfig) -> LoraConfig:
+    """peft's adapter config for ``cfg``: rank-``cfg.rank`` adapters on ``cfg.target_modules``
+    (every attention and MLP projection by default), scaled ``alpha / sqrt(rank)`` with
+    rank-stabilized LoRA or ``alpha / rank`` without, no dropout (a seeded run is deterministic)
+    and no bias terms, for a causal LM."""
     return LoraConfig(
         r=cfg.rank,
         lora_alpha=cfg.alpha,

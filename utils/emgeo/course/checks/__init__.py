@@ -51,12 +51,14 @@ from emgeo.course.checks.nb06 import (
     check_readout_difference,
 )
 from emgeo.course.checks.nb07 import (
+    check_ablated_scores,
     check_geometric_scores,
     check_keep_mask,
     check_keyword_scores,
+    check_paired_reduction,
 )
-from emgeo.course.checks.nb08 import check_mean_answer_logprob
-from emgeo.course.checks.nb09 import check_auroc
+from emgeo.course.checks.nb08 import check_contrast, check_mean_answer_logprob, check_peft_config
+from emgeo.course.checks.nb09 import check_auroc, check_auroc_interval, check_caught_at_budget
 from emgeo.errors import CheckFailed
 
 __all__ = [
@@ -64,9 +66,13 @@ __all__ = [
     "Mistake",
     "all_checks",
     "reference",
+    "check_ablated_scores",
     "check_answer_mask",
     "check_auroc",
+    "check_auroc_interval",
+    "check_caught_at_budget",
     "check_answer_mean",
+    "check_contrast",
     "check_cosine_similarity",
     "check_evaluate_sae",
     "check_feature_dimensionality",
@@ -79,6 +85,8 @@ __all__ = [
     "check_mean_answer_logprob",
     "check_measured_drag",
     "check_misaligned_rate",
+    "check_paired_reduction",
+    "check_peft_config",
     "check_permutation_test",
     "check_predicted_drag",
     "check_proximity_to_set",

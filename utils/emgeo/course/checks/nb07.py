@@ -14,8 +14,10 @@ from emgeo.course.checks.core import (
     _expect_close,
     _expect_match,
     _expect_shape,
+    _generator,
     _name,
     _passed,
+    _run,
     _science,
 )
 from emgeo.errors import CheckFailed
@@ -230,3 +232,218 @@ def check_keyword_scores(fn: Callable) -> None:
             )
         _expect_close(out, fn, (samples, phrases), filtering.keyword_scores, mistakes)
     _passed(fn, "matches on chats with repeated phrases, phrases in the request, and other phrases")
+
+
+_PARTS = ("full", "membership only", "neighbours only")
+
+
+def _parts(fn: Callable, args: tuple) -> dict[str, Tensor]:
+    out = _call(fn, *args)
+    if not isinstance(out, dict) or set(out) != set(_PARTS):
+        got = sorted(out) if isinstance(out, dict) else type(out).__name__
+        raise CheckFailed(
+            f"`{_name(fn)}` should return a dict with the keys {list(_PARTS)}, got {got}."
+        )
+    return out
+
+
+def _ablation_mistakes(filtering) -> dict[str, list[Mistake]]:
+    """Per part, the likely mistakes, each a whole wrong ``(latents, proximity, toxic)``."""
+
+    def outside(f: Tensor, t: Tensor) -> Tensor:
+        kept = f.clone()
+        kept[:, t] = 0
+        return kept
+
+    score = filtering.geometric_scores
+    return {
+        "membership only": [
+            Mistake(
+                "Divide by the sample's *total* activation: the share on the toxic latents, not "
+                "their summed activation.",
+                lambda f, p, t: f[:, t].sum(-1),
+            ),
+        ],
+        "neighbours only": [
+            Mistake(
+                "You divided the neighbours' sum by *all* of the sample's activation: that is "
+                "'full minus membership', and a sample that fires toxic latents scores lower by "
+                "dilution alone. Divide by the activation of the non-toxic latents only.",
+                lambda f, p, t: (outside(f, t) @ p) / f.sum(-1).clamp_min(1e-8),
+            ),
+            Mistake(
+                "The toxic latents are still in your neighbours' score: leave them out of the "
+                "numerator and the denominator (`latents[:, toxic] = 0` on a copy).",
+                lambda f, p, t: score(f, p),
+            ),
+            Mistake(
+                "A sample with no activation outside the toxic set has no neighbours to score: "
+                "it scores 0 (clamp the denominator, e.g. `.clamp_min(1e-8)`), not NaN.",
+                lambda f, p, t: (outside(f, t) @ p) / outside(f, t).sum(-1),
+            ),
+        ],
+        "full": [
+            Mistake(
+                "`full` is the geometric score itself, over every latent the sample fires.",
+                lambda f, p, t: score(outside(f, t), p),
+            ),
+        ],
+    }
+
+
+def _ablation_inputs(gen: torch.Generator, trial: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Sparse latents, a proximity of 1 on the toxic latents, and rows that fire toxic latents
+    only, none, or no toxic latent at all."""
+    n, d_sae = 6 + trial, 14 + trial
+    latents = torch.relu(torch.randn(n, d_sae, generator=gen) - 0.3) * 3
+    toxic = torch.randperm(d_sae, generator=gen)[:4]
+    proximity = torch.rand(d_sae, generator=gen) * 1.6 - 0.6
+    proximity[toxic] = 1.0
+    only_toxic = torch.zeros(d_sae)
+    only_toxic[toxic[:2]] = torch.rand(2, generator=gen) + 0.5
+    latents[0] = only_toxic  # no activation outside the toxic set
+    latents[1, toxic] = 0.0  # no toxic activation
+    latents[2, toxic] *= 4  # mostly toxic
+    return latents, proximity, toxic
+
+
+@_exercise("filtering.ablated_scores")
+def check_ablated_scores(fn: Callable, n_trials: int = 4) -> None:
+    """``fn(latents, proximity, toxic)`` -> ``{"full", "membership only", "neighbours only"}``,
+    one score per sample each (:func:`emgeo.filtering.ablated_scores`)."""
+    filtering = _science("filtering")
+    mistakes = _ablation_mistakes(filtering)
+    gen = _generator(23)
+    for trial in range(n_trials):
+        args = _ablation_inputs(gen, trial)
+        out = _parts(fn, args)
+        expected = _run(filtering.ablated_scores, args)
+        for part in _PARTS:
+            _expect_shape(out[part], (len(args[0]),), fn, f"One {part!r} score per sample.")
+            _expect_part(fn, part, out[part], expected[part], args, mistakes[part])
+    _passed(
+        fn,
+        f"matches on {n_trials} random batches, with samples that fire only toxic latents, "
+        "none, or mostly toxic ones",
+    )
+
+
+def _expect_part(
+    fn: Callable, part: str, out: Tensor, expected: Tensor, args: tuple, mistakes: list[Mistake]
+) -> None:
+    """One part of ``fn``'s answer against the reference's; a mismatch names its mistake."""
+    if torch.allclose(out.float(), expected, atol=1e-5, rtol=1e-4, equal_nan=False):
+        return
+    for mistake in mistakes:
+        wrong = _run(mistake.compute, args).float()
+        if torch.allclose(out.float(), wrong, atol=1e-5, rtol=1e-4, equal_nan=True):
+            raise CheckFailed(f"`{_name(fn)}` gives wrong {part!r} scores. {mistake.hint}")
+    if torch.isnan(out).any():
+        raise CheckFailed(f"`{_name(fn)}` gives NaN {part!r} scores: no score may be NaN.")
+    err = (out.float() - expected).abs().max().item()
+    raise CheckFailed(f"`{_name(fn)}` gives wrong {part!r} scores (largest error {err:.3g}).")
+
+
+def _seed_rows(gen: torch.Generator, n_seeds: int) -> list[dict]:
+    """Runs of three filters over ``n_seeds`` seeds, in an order that pairs nothing by position."""
+    rows = []
+    for seed in range(n_seeds):
+        base = 0.2 + 0.1 * torch.rand(1, generator=gen).item()
+        rows.append({"filter": "random", "seed": seed, "offdomain": base})
+        cut = 0.05 + 0.3 * torch.rand(1, generator=gen).item()
+        rows.append({"filter": "geometric (max)", "seed": seed, "offdomain": base * (1 - cut)})
+        rows.append({"filter": "no filter", "seed": seed, "offdomain": base * 1.05})
+    order = torch.randperm(len(rows), generator=gen).tolist()
+    return [rows[i] for i in order]
+
+
+def _cut_mistakes(stats) -> list[tuple[str, Callable[[list[dict], str, str], dict]]]:
+    def by_seed(rows: list[dict], name: str) -> dict[int, float]:
+        return {r["seed"]: r["offdomain"] for r in rows if r["filter"] == name}
+
+    def of_means(rows, name, ref):
+        f, r = by_seed(rows, name), by_seed(rows, ref)
+        return {"mean": 1 - sum(f.values()) / sum(r.values())}
+
+    def by_position(rows, name, ref):
+        f = [r["offdomain"] for r in rows if r["filter"] == name]
+        r = [r["offdomain"] for r in rows if r["filter"] == ref]
+        return stats.mean_ci([1 - a / b for a, b in zip(f, r, strict=True)])
+
+    def ratio(rows, name, ref):
+        f, r = by_seed(rows, name), by_seed(rows, ref)
+        return stats.mean_ci([f[s] / r[s] - 1 for s in f])
+
+    def normal(rows, name, ref):
+        f, r = by_seed(rows, name), by_seed(rows, ref)
+        cuts = [1 - f[s] / r[s] for s in f]
+        out = stats.mean_ci(cuts)
+        sd = float(torch.tensor(cuts).std())
+        half = 1.96 * sd / len(cuts) ** 0.5
+        return out | {"ci_low": out["mean"] - half, "ci_high": out["mean"] + half}
+
+    return [
+        (
+            "Pair by seed: the cut of each seed, 1 - EM(filter, seed) / EM(reference, seed), "
+            "then their mean; 1 - mean / mean is the cut of the means, with no interval.",
+            of_means,
+        ),
+        (
+            "Pair the runs by their seed, not by their position in the list: the rows come in no "
+            "particular order.",
+            by_position,
+        ),
+        ("A cut is 1 - filtered / reference (positive when the filter lowers EM).", ratio),
+        (
+            "With a handful of seeds the interval is Student's t (`stats.mean_ci`), wider than "
+            "the normal one with 1.96.",
+            normal,
+        ),
+    ]
+
+
+@_exercise("filtering.paired_reduction")
+def check_paired_reduction(fn: Callable, n_trials: int = 4) -> None:
+    """``fn(rows, name, reference)`` -> the seed-paired relative cut of EM of filter ``name``
+    against ``reference``: ``{"mean", "ci_low", "ci_high", "n"}``."""
+    filtering, stats = _science("filtering"), _science("stats")
+    gen = _generator(29)
+    for trial in range(n_trials):
+        rows = _seed_rows(gen, 3 + trial)
+        for ref in ("random", "no filter"):
+            args = (rows, "geometric (max)", ref)
+            out = _call(fn, *args)
+            expected = _run(filtering.paired_reduction, args)
+            if not isinstance(out, dict) or not {"mean", "ci_low", "ci_high"} <= set(out):
+                got = sorted(out) if isinstance(out, dict) else type(out).__name__
+                raise CheckFailed(
+                    f"`{_name(fn)}` should return a dict with mean, ci_low, ci_high and n "
+                    f"(as `stats.mean_ci` does), got {got}."
+                )
+            if _same(out, expected, ("mean", "ci_low", "ci_high")):
+                if out.get("n") != expected["n"]:
+                    raise CheckFailed(f"`{_name(fn)}`: n is the number of paired seeds.")
+                continue
+            for hint, compute in _cut_mistakes(stats):
+                wrong = compute(*_copy_rows(args))
+                keys = [k for k in ("mean", "ci_low", "ci_high") if k in wrong]
+                if _same(out, wrong, keys):
+                    raise CheckFailed(f"`{_name(fn)}` gives wrong values. {hint}")
+            raise CheckFailed(
+                f"`{_name(fn)}` gives wrong values: mean {out['mean']:.4f}, expected "
+                f"{expected['mean']:.4f} (interval [{expected['ci_low']:.4f}, "
+                f"{expected['ci_high']:.4f}])."
+            )
+    _passed(fn, f"matches on {n_trials} sets of shuffled runs, against random and no filter")
+
+
+def _copy_rows(args: tuple) -> tuple:
+    rows, name, ref = args
+    return [dict(r) for r in rows], name, ref
+
+
+def _same(out: dict, expected: dict, keys) -> bool:
+    try:
+        return all(abs(float(out[k]) - float(expected[k])) < 1e-6 for k in keys)
+    except (TypeError, ValueError, KeyError):
+        return False

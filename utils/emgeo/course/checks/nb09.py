@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import torch
@@ -75,3 +76,154 @@ def check_auroc(fn: Callable, n_trials: int = 6) -> None:
             f"(largest error {abs(out - expected):.3g})."
         )
     _passed(fn, f"matches on {n_trials} random score sets, with and without ties")
+
+
+# -- how sure an AUROC is -----------------------------------------------------------------------
+
+_INTERVAL_CASES = ((0.5, 100, 200), (0.986, 256, 256), (0.7, 30, 10), (0.99, 5, 7), (0.62, 64, 448))
+
+
+def _hanley(auc: float, n_pos: int, n_neg: int, z: float = 1.959964, swap: bool = False):
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    if swap:
+        q1, q2 = q2, q1
+    var = auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)
+    return var, z * (max(var, 0.0) / (n_pos * n_neg)) ** 0.5
+
+
+def _interval_mistakes() -> list[tuple[str, Callable]]:
+    def clipped(a, low, high):
+        return max(0.0, low), min(1.0, high)
+
+    return [
+        (
+            "Clip the interval to [0, 1]: an AUROC cannot leave it, however few samples.",
+            lambda a, p, n: (a - _hanley(a, p, n)[1], a + _hanley(a, p, n)[1]),
+        ),
+        (
+            "The half-width is z times the standard error, the square root of the variance "
+            "over n_pos * n_neg: you left out the square root.",
+            lambda a, p, n: clipped(a, a - 1.96 * _hanley(a, p, n)[0] / (p * n),
+                                    a + 1.96 * _hanley(a, p, n)[0] / (p * n)),
+        ),
+        (
+            "Q1 = A / (2 - A) goes with the positives (n_pos - 1) and Q2 = 2A^2 / (1 + A) with the "
+            "negatives (n_neg - 1): yours are swapped.",
+            lambda a, p, n: clipped(a, a - _hanley(a, p, n, swap=True)[1],
+                                    a + _hanley(a, p, n, swap=True)[1]),
+        ),
+        (
+            "A 95% interval is mean +- 1.96 standard errors (1.645 gives a 90% one).",
+            lambda a, p, n: clipped(a, a - _hanley(a, p, n, z=1.645)[1],
+                                    a + _hanley(a, p, n, z=1.645)[1]),
+        ),
+    ]  # fmt: skip
+
+
+@_exercise("stats.auroc_interval")
+def check_auroc_interval(fn: Callable) -> None:
+    """``fn(auc, n_pos, n_neg)`` -> the 95% Hanley-McNeil interval ``(low, high)``, in [0, 1]."""
+    for auc, n_pos, n_neg in _INTERVAL_CASES:
+        out = _call(fn, auc, n_pos, n_neg)
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            raise CheckFailed(f"`{_name(fn)}` should return a pair (low, high), got {out!r}.")
+        low, high = (float(v) for v in out)
+        want = stats.auroc_interval(auc, n_pos, n_neg)
+        if abs(low - want[0]) <= 1e-4 and abs(high - want[1]) <= 1e-4:
+            continue
+        for hint, compute in _interval_mistakes():
+            wrong = compute(auc, n_pos, n_neg)
+            if abs(low - wrong[0]) <= 1e-4 and abs(high - wrong[1]) <= 1e-4:
+                raise CheckFailed(f"`{_name(fn)}` for AUROC {auc}, {n_pos}+{n_neg}: {hint}")
+        raise CheckFailed(
+            f"`{_name(fn)}` gives [{low:.4f}, {high:.4f}] for AUROC {auc} with {n_pos} positives "
+            f"and {n_neg} negatives; expected [{want[0]:.4f}, {want[1]:.4f}]."
+        )
+    _passed(fn, f"matches on {len(_INTERVAL_CASES)} AUROCs, from chance to near 1 with few samples")
+
+
+# -- what a budget removes ----------------------------------------------------------------------
+
+
+def _caught_mistakes(filtering) -> list[tuple[str, Callable]]:
+    def shares(removed, y):
+        return removed[y].float().mean().item(), removed[~y].float().mean().item()
+
+    return [
+        (
+            "The pair is (share of the positives removed, share of the negatives removed): "
+            "yours come the other way round.",
+            lambda s, y, f: filtering.caught_at_budget(s, y, f)[::-1],
+        ),
+        (
+            "You removed the *lowest* scores: the audit removes its riskiest, highest-scoring "
+            "samples.",
+            lambda s, y, f: shares(~filtering.keep_mask(-s, f), y),
+        ),
+        (
+            "Those are the shares *kept*: return the share of each class that the budget "
+            "removes.",
+            lambda s, y, f: shares(filtering.keep_mask(s, f), y),
+        ),
+        (
+            "Those are shares of the removed set (precision), not of each class: divide by how "
+            "many positives (negatives) there are, not by how many were removed.",
+            lambda s, y, f: (
+                y[~filtering.keep_mask(s, f)].float().mean().item(),
+                (~y[~filtering.keep_mask(s, f)]).float().mean().item(),
+            ),
+        ),
+        (
+            "Remove exactly round(fraction * n) samples, the highest first and ties by position: "
+            "`filtering.keep_mask` does it (a threshold removes every tied sample).",
+            lambda s, y, f: shares(s >= _cutoff(s, f), y),
+        ),
+    ]
+
+
+def _cutoff(scores: torch.Tensor, fraction: float) -> float:
+    """The score of the last sample a budget removes (a threshold there takes every tie)."""
+    return scores.sort(descending=True).values[max(round(fraction * len(scores)) - 1, 0)].item()
+
+
+_BUDGETS = (0.1, 0.5, 0.8)
+
+
+def _shares(fn: Callable, scores, labels, fraction: float) -> tuple[float, float]:
+    out = _call(fn, scores, labels, fraction)
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        raise CheckFailed(f"`{_name(fn)}` should return a pair of shares, got {out!r}.")
+    return float(out[0]), float(out[1])
+
+
+def _same_pair(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return abs(a[0] - b[0]) <= 1e-6 and abs(a[1] - b[1]) <= 1e-6
+
+
+@_exercise("filtering.caught_at_budget")
+def check_caught_at_budget(fn: Callable, n_trials: int = 4) -> None:
+    """``fn(scores, labels, fraction)`` -> (share of positives removed, share of negatives
+    removed) when the ``round(fraction * n)`` highest scores go."""
+    filtering = importlib.import_module("emgeo.filtering")
+    gen = _generator(37)
+    for trial in range(n_trials):
+        n = 20 + 7 * trial
+        labels = torch.rand(n, generator=gen) < 0.4
+        labels[:2] = torch.tensor([True, False])
+        scores = torch.randn(n, generator=gen) + labels * 1.0
+        if trial % 2:
+            scores = scores.round()  # ties, as an audit's coarse scores have
+        got = {f: _shares(fn, scores, labels, f) for f in _BUDGETS}
+        want = {f: filtering.caught_at_budget(scores, labels, f) for f in _BUDGETS}
+        if all(_same_pair(got[f], want[f]) for f in _BUDGETS):
+            continue
+        for hint, compute in _caught_mistakes(filtering):  # the one that matches at every budget
+            wrong = {f: compute(scores.clone(), labels.clone(), f) for f in _BUDGETS}
+            if all(_same_pair(got[f], wrong[f]) for f in _BUDGETS):
+                raise CheckFailed(f"`{_name(fn)}`: {hint}")
+        f = next(f for f in _BUDGETS if not _same_pair(got[f], want[f]))
+        raise CheckFailed(
+            f"`{_name(fn)}` at budget {f} gives ({got[f][0]:.3f}, {got[f][1]:.3f}); "
+            f"expected ({want[f][0]:.3f}, {want[f][1]:.3f})."
+        )
+    _passed(fn, f"matches on {n_trials} score sets at budgets 0.1, 0.5 and 0.8, with ties")
