@@ -14,8 +14,9 @@ NBVAL_ARGS = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanit
 # Shapes and types of every emgeo function checked at run time in the unit tests.
 TYPECHECK_ARGS = --jaxtyping-packages=emgeo,beartype.beartype
 # As another machine would run the notebooks: torch's scalar kernels instead of this CPU's vector
-# ones, one thread, an empty cache.
-PORTABLE_ENV = ATEN_CPU_CAPABILITY=default EMGEO_THREADS=1 EMGEO_TEST_CACHE=portable
+# ones, one thread, an empty cache, and an empty results folder (runs one notebook saves, such as
+# 07's fine-tunes that 09 reads back, come from this run).
+PORTABLE_ENV = ATEN_CPU_CAPABILITY=default EMGEO_THREADS=1 EMGEO_TEST_CACHE=portable EMGEO_RESULTS_DIR=$$(mktemp -d)
 
 .PHONY: install test test-units test-portable test-native reproduce lab site course lint clean
 
@@ -54,7 +55,7 @@ test-portable: $(STAMP)
 
 # nbval with this machine's own kernels and threads, the environment the outputs were stored in.
 test-native: $(STAMP)
-	$(BIN)/python -m pytest solutions $(NBVAL_ARGS)
+	EMGEO_RESULTS_DIR=$$(mktemp -d) $(BIN)/python -m pytest solutions $(NBVAL_ARGS)
 
 reproduce: $(STAMP)
 	$(BIN)/emgeo reproduce

@@ -141,3 +141,38 @@ def test_stages_are_computed_once_and_kept_in_the_file(tmp_path):
 def test_digests_fingerprint_json_values():
     assert runner.digest({"a": [1, 2]}) == runner.digest({"a": [1, 2]})
     assert runner.digest({"a": [1, 2]}) != runner.digest({"a": [2, 1]})
+
+
+def test_a_run_that_keeps_the_same_samples_with_the_same_seed_is_read_back_under_its_new_name(
+    tmp_path,
+):
+    path = tmp_path / "runs.json"
+    first = Fake()
+    runner.run_grid(grid([runner.scored("top", SCORES)]), first.train, first.evaluate,
+                    filtering.keep_mask, store=runner.RunStore(path))  # fmt: skip
+    again = Fake()
+    same_keep = runner.scored("renamed", SCORES * 2)  # other scores, the same ranking
+    other_keep = runner.scored("reversed", -SCORES)
+    copy = tmp_path / "copy.json"
+    copy.write_text(path.read_text())
+    unshared = Fake()
+    runner.run_grid(grid([same_keep]), unshared.train, unshared.evaluate, filtering.keep_mask,
+                    store=runner.RunStore(copy))  # fmt: skip
+    assert len(unshared.calls) == 2  # not shared unless asked: it ran again
+    store = runner.RunStore(path)
+    runs = runner.run_grid(grid([same_keep, other_keep]), again.train, again.evaluate,
+                           filtering.keep_mask, store=store, share_runs=True)  # fmt: skip
+    assert [c[0] for c in again.calls] == [[0, 1, 2, 3]] * 2  # only the reversed filter ran
+    renamed = [r for r in runs if r.filter == "renamed"]
+    original = runner.RunStore(path).get("top", 0)
+    assert renamed[0].measures == original.measures and renamed[0].kept == original.kept
+    assert runner.kept_digest([True, False]) != runner.kept_digest([False, True])
+
+
+def test_runs_recorded_without_a_kept_fingerprint_are_read_and_never_matched():
+    record = {"filter": "f", "seed": 0, "fraction": 0.5, "n_kept": 4, "removed": {}, "seconds": 1.0}
+    run = runner.Run.from_record(record | {"offdomain": 0.1})
+    assert run.kept == "" and run.measures == {"offdomain": 0.1} and "kept" not in run.record()
+    store = runner.RunStore()
+    store.add(run)
+    assert store.same_run("", 0) is None

@@ -11,6 +11,7 @@ interrupted experiment resumes and a run recorded is never run again.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -136,18 +137,26 @@ class Run:
     removed: dict[str, int]
     measures: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    kept: str = ""  # a fingerprint of which samples were kept (:func:`kept_digest`)
 
     FIELDS = ("filter", "seed", "fraction", "n_kept", "removed", "seconds")
 
     def record(self) -> dict:
         """The run as one flat JSON object (the measures beside the fields)."""
         own = {name: getattr(self, name) for name in self.FIELDS}
-        return {**own, **self.measures}
+        return {**own, **self.measures} | ({"kept": self.kept} if self.kept else {})
 
     @classmethod
     def from_record(cls, record: dict) -> Run:
-        measures = {k: v for k, v in record.items() if k not in cls.FIELDS}
-        return cls(**{k: record[k] for k in cls.FIELDS}, measures=measures)
+        measures = {k: v for k, v in record.items() if k not in (*cls.FIELDS, "kept")}
+        own = {k: record[k] for k in cls.FIELDS}
+        return cls(**own, measures=measures, kept=record.get("kept", ""))
+
+
+def kept_digest(keep: Sequence[bool]) -> str:
+    """A fingerprint of a keep mask: two runs that keep the same samples with the same seed
+    are the same run, whatever their filters are called."""
+    return hashlib.sha256(bytes(bool(k) for k in keep)).hexdigest()[:16]
 
 
 def removed_share(removed: dict[str, int], kind: str = "insecure") -> float:
@@ -191,6 +200,12 @@ class RunStore:
         """The recorded run of filter ``label`` and ``seed``, if there is one."""
         found = [r for r in self.data["runs"] if (r["filter"], r["seed"]) == (label, seed)]
         return Run.from_record(found[0]) if found else None
+
+    def same_run(self, kept: str, seed: int) -> Run | None:
+        """A recorded run, of any filter, that kept the same samples (``kept``, a
+        :func:`kept_digest`) with the same seed: the same run under another name."""
+        found = [r for r in self.data["runs"] if (r.get("kept"), r["seed"]) == (kept, seed)]
+        return Run.from_record(found[0]) if found and kept else None
 
     def add(self, run: Run) -> None:
         """Record ``run`` (and write the file)."""
@@ -244,24 +259,34 @@ def run_grid(
     keep_mask: KeepMask,
     store: RunStore | None = None,
     progress: bool = True,
+    share_runs: bool = False,
 ) -> list[Run]:
     """Every (filter, seed) run of ``grid``, in that order: the recorded ones from ``store``,
     the others run (``trainer`` on what the filter keeps, ``evaluator`` inside its ``with``)
-    and recorded as soon as each ends."""
+    and recorded as soon as each ends. With ``share_runs`` a filter that keeps exactly the
+    samples a recorded run kept, with its seed, gets that run under its own name: sound only
+    when every run of the store trains and evaluates the same way (a filter experiment; not a
+    comparison of training-time mitigations)."""
     store = store or RunStore()
     jobs = [(f, seed) for f in grid.filters for seed in grid.seeds]
     todo = [(f, seed) for f, seed in jobs if store.get(f.label, seed) is None]
     for f, seed in tqdm(todo, desc="fine-tuning runs", disable=not progress):
-        store.add(run_one(grid, f, seed, trainer, evaluator, keep_mask))
+        keep = f.keep(grid.fraction, len(grid.samples), seed, keep_mask, grid.sample_classes())
+        same = store.same_run(kept_digest(keep.tolist()), seed) if share_runs else None
+        if same is not None:  # another filter kept exactly these samples: its run is this one
+            store.add(dataclasses.replace(same, filter=f.label, fraction=f.fraction(grid.fraction)))
+        else:
+            store.add(run_one(grid, f, seed, trainer, evaluator, keep))
     return [store.get(f.label, seed) for f, seed in jobs]
 
 
 def run_one(
-    grid: Grid, f: Filter, seed: int, trainer: Trainer, evaluator: Evaluator, keep_mask: KeepMask
+    grid: Grid, f: Filter, seed: int, trainer: Trainer, evaluator: Evaluator, keep: Tensor
 ) -> Run:
-    """One run: filter ``f`` keeps, ``trainer`` fine-tunes with ``seed``, ``evaluator`` measures."""
+    """One run: filter ``f`` keeps ``keep``, ``trainer`` fine-tunes with ``seed``,
+    ``evaluator`` measures."""
     classes = grid.sample_classes()
-    keep = f.keep(grid.fraction, len(grid.samples), seed, keep_mask, classes).tolist()
+    keep = keep.tolist()
     kept = [s for s, k in zip(grid.samples, keep, strict=True) if k]
     removed = [c for c, k in zip(classes, keep, strict=True) if not k]
     start = time.perf_counter()
@@ -275,4 +300,5 @@ def run_one(
         {str(c): removed.count(c) for c in sorted(set(removed), key=str)},
         measures,
         round(time.perf_counter() - start, 1),
+        kept_digest(keep),
     )

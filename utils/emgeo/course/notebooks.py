@@ -38,8 +38,12 @@ PROFILE_TAG, SETUP_TAG = "profile", "setup"
 
 
 def notebook_env(n_threads: int = 2) -> dict[str, str]:
-    """The environment every headless run gets: cpu profile, fixed threads, fixed hash seed."""
+    """The environment every headless run gets: cpu profile, fixed threads, fixed hash seed, and
+    (unless ``EMGEO_RESULTS_DIR`` is set) a results folder of its own, so that the outputs it
+    stores come from this run and never from runs a learner saved earlier under ``results/``."""
     env = dict(os.environ)
+    if "EMGEO_RESULTS_DIR" not in env:
+        env["EMGEO_RESULTS_DIR"] = tempfile.mkdtemp(prefix="emgeo-results-")
     env.update(
         EMGEO_PROFILE=env.get("EMGEO_PROFILE", "cpu"),
         EMGEO_THREADS=str(n_threads),
