@@ -148,6 +148,7 @@ def test_train_organism_command_writes_a_loadable_model(tmp_path, capsys, monkey
 
     # Every SAE the command trains, for a few steps (the shipped ones take 30 s each).
     monkeypatch.setattr(saes, "ORGANISM_SAE", replace(saes.ORGANISM_SAE, steps=20))
+    monkeypatch.setattr(saes, "ORGANISM_SAE_DOCS", 200)  # their activations, read once a layer
     assert cli.main(["train-organism", "--steps", "3", "--out", str(tmp_path / "org")]) == 0
     for layer in (0, 1):
         for seed in saes.ORGANISM_SAE_SEEDS:

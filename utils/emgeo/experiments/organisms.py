@@ -34,9 +34,10 @@ def train_saes(
     model, tok = organism.load(directory)
     paths = []
     for layer in range(model.cfg.n_layers) if layers is None else layers:
+        acts = saes.organism_sae_activations(model, tok, layer)  # the same for every seed
         for seed in seeds:
             cfg = replace(saes.ORGANISM_SAE, seed=seed)
-            trained = saes.train_organism_sae(model, tok, layer, cfg)
+            trained = saes.train_organism_sae(model, tok, layer, cfg, acts)
             paths.append(saes.save_organism_sae(trained, layer, directory, seed))
     return paths
 

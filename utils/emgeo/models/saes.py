@@ -135,14 +135,30 @@ ORGANISM_SAE_DOCS = 3_000
 ORGANISM_SAE_SEEDS: tuple[int, ...] = (0, 1, 2)
 
 
+def organism_sae_activations(
+    model, tok: Tokenizer, layer: int, n_docs: int | None = None
+) -> Float[Tensor, "tokens d_model"]:
+    """What the organism's SAEs of ``layer`` train on: the residual stream at ``layer`` over
+    ``n_docs`` pretraining documents (default :data:`ORGANISM_SAE_DOCS`; the same for every
+    SAE seed)."""
+    n_docs = n_docs or ORGANISM_SAE_DOCS
+    docs = list(itertools.islice(data.pretraining_documents(seed=1), n_docs))
+    return features.organism_token_activations(model, tok, docs, layer)
+
+
 def train_organism_sae(
-    model, tok: Tokenizer, layer: int, cfg: SAETrainingConfig = ORGANISM_SAE
+    model,
+    tok: Tokenizer,
+    layer: int,
+    cfg: SAETrainingConfig = ORGANISM_SAE,
+    acts: Float[Tensor, "tokens d_model"] | None = None,
 ) -> TopKTrainingSAE:
     """Train the organism's SAE for ``layer`` (about 30 s on 2 cores): deterministic, its
-    initialisation and batch order set by ``cfg.seed``; the activations are the same for every
-    seed."""
-    docs = list(itertools.islice(data.pretraining_documents(seed=1), ORGANISM_SAE_DOCS))
-    acts = features.organism_token_activations(model, tok, docs, layer)
+    initialisation and batch order set by ``cfg.seed``. ``acts`` (from
+    :func:`organism_sae_activations`, which is the same for every seed) is computed when not
+    given."""
+    if acts is None:
+        acts = organism_sae_activations(model, tok, layer)
     return train_saelens_topk(acts, cfg)
 
 
