@@ -1,11 +1,14 @@
 """emgeo.course.grading.kernel: the kernel's environment is offline, has no credentials and keeps
 its folders in the working copy; where a network namespace can be made, no connection leaves the
 kernel; where a mount namespace can be made, the kernel sees no hidden folder, writes only in its
-working copy and cannot take the walls down; the gradebook's note says which."""
+working copy, cannot take the walls down and leaves nothing running; the gradebook's note says
+which."""
 
 from __future__ import annotations
 
 import socket
+import time
+from pathlib import Path
 
 import pytest
 from notebook_builders import tiny
@@ -63,10 +66,11 @@ def test_the_kernel_sees_only_its_working_copy(tmp_path):
         f"open({str(tmp_path / 'escape.txt')!r}, 'w')",
         "import tempfile; open('mine.txt', 'w').write('x'); print(tempfile.gettempdir())",
         f"import subprocess; subprocess.run(['umount', {str(hidden)!r}], check=True)",
+        "subprocess.Popen(['sleep', '97.531'], start_new_session=True)",  # left running
     )
     run = kernel.run_notebook(nb, workdir, timeout_s=60.0, hidden=[hidden])
     assert run.status == outcomes.RAN
-    listed, read, wrote, own, umount = (c.outputs for c in nb.cells)
+    listed, read, wrote, own, umount, _ = (c.outputs for c in nb.cells)
     assert listed[0]["text"].strip() == "[]"
     assert read[-1]["ename"] == "FileNotFoundError"
     assert wrote[-1]["ename"] == "OSError" and "Read-only" in wrote[-1]["evalue"]
@@ -74,3 +78,13 @@ def test_the_kernel_sees_only_its_working_copy(tmp_path):
     assert own[0]["text"].strip() == str(workdir / ".tmp")
     assert umount[-1]["ename"] == "CalledProcessError"
     assert (hidden / "ann" / "00.ipynb").read_text() == "ann's answers"
+    time.sleep(0.5)  # what the kernel left running ended with it
+    lingering = [p for p in Path("/proc").glob("[0-9]*/cmdline") if b"97.531" in _read(p)]
+    assert lingering == []
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process ended while the folder was read
+        return b""

@@ -32,6 +32,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
+from traitlets import List, Unicode
 from traitlets.config import Config
 
 from emgeo.course.grading import sandbox
@@ -77,10 +78,15 @@ def _walls(prefix: Sequence[str], workdir: Path, hidden: Sequence[Path]) -> list
     return [*walls, "--"]
 
 
+# A PID namespace whose first process is the kernel: when the kernel ends, so does everything it
+# started (nothing of one submission lingers to reach the next one's working copy or kernel).
+_PID = ("--pid", "--fork", "--kill-child", "--mount-proc")
+
+
 @functools.cache
 def isolation() -> Isolation:
-    """The best isolation this machine allows: mount and network namespaces (``unshare``, as
-    root or with ``--map-root-user``) with the sandbox's walls; else a network namespace; else
+    """The best isolation this machine allows: mount, PID and network namespaces (``unshare``,
+    as root or with ``--map-root-user``) with the sandbox's walls; else a network namespace; else
     none. Each is tried once, on a command that must run inside it."""
     unshare = shutil.which("unshare")
     if unshare is None or not sys.platform.startswith("linux"):
@@ -89,7 +95,7 @@ def isolation() -> Isolation:
     roots.append((unshare, "--map-root-user"))
     with tempfile.TemporaryDirectory(prefix="emgeo-probe-") as tmp:
         for root in roots:
-            prefix = (*root, "--mount", "--net")
+            prefix = (*root, "--mount", "--net", *_PID)
             if _probe([*_walls(prefix, Path(tmp), []), shutil.which("true") or "/bin/true"]):
                 return Isolation(prefix, walled=True, offline=True)
     for root in roots:
@@ -127,7 +133,7 @@ class WalledKernelManager(AsyncKernelManager):
     network namespaces.
     """
 
-    prefix: tuple[str, ...] = ()
+    prefix = List(Unicode(), help="the command the kernel starts behind").tag(config=True)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         return [*self.prefix, *super().format_kernel_cmd(extra_arguments)]
@@ -205,15 +211,19 @@ def _client(
     nb: NotebookNode, workdir: Path, deadline: float, hidden: Sequence[Path]
 ) -> NotebookClient:
     (workdir / ".ipc").mkdir(exist_ok=True)
-    config = Config({"KernelManager": {"transport": "ipc", "ip": str(workdir / ".ipc" / "k")}})
-    manager = WalledKernelManager(kernel_name="python3", config=config)
-    manager.prefix = kernel_prefix(workdir, hidden)
-    manager.connection_file = str(workdir / ".ipc" / "kernel.json")
-    return NotebookClient(
+    ipc = workdir / ".ipc"
+    connection = {"transport": "ipc", "ip": str(ipc / "k"), "connection_file": str(ipc / "k.json")}
+    config = Config(
+        {
+            "KernelManager": connection,
+            "WalledKernelManager": {"prefix": list(kernel_prefix(workdir, hidden))},
+        }
+    )
+    return NotebookClient(  # it owns its kernel manager: the kernel is shut down after the run
         nb,
-        km=manager,
         config=config,
         kernel_name="python3",
+        kernel_manager_class=WalledKernelManager,
         allow_errors=True,
         startup_timeout=STARTUP_TIMEOUT_S,
         timeout_func=lambda cell: max(1, int(deadline - time.monotonic())),
