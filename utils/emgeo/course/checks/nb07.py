@@ -43,7 +43,7 @@ def check_geometric_scores(fn: Callable, n_trials: int = 4) -> None:
             lambda f, p: (f @ p) / f.shape[-1],
         ),
     ]
-    gen = torch.Generator().manual_seed(14)
+    gen = _generator(14)
     for trial in range(n_trials):
         n, d_sae = 5 + trial, 12 + trial
         latents = torch.relu(torch.randn(n, d_sae, generator=gen)) * 3
@@ -133,7 +133,7 @@ def check_keep_mask(fn: Callable) -> None:
     highest-scoring samples are removed, ties removed in order of position."""
     filtering = _science("filtering")
     mistakes = _keep_mask_mistakes(filtering.keep_mask)
-    gen = torch.Generator().manual_seed(17)
+    gen = _generator(17)
     for n, fraction, tied in _KEEP_CASES:
         if tied:  # small whole numbers, as the keyword filter's counts are
             scores = torch.randint(0, 3, (n,), generator=gen).float()
@@ -221,7 +221,7 @@ def check_keyword_scores(fn: Callable) -> None:
             lambda s, p: filtering.keyword_scores(s),
         ),
     ]
-    cases = _keyword_cases(torch.Generator().manual_seed(7))
+    cases = _keyword_cases(_generator(7))
     for samples, phrases in cases:
         out = _call(fn, samples, phrases)
         _expect_shape(out, (len(samples),), fn, "One score per sample.")

@@ -13,6 +13,7 @@ from emgeo.course.checks.core import (
     _call,
     _exercise,
     _expect_match,
+    _generator,
     _name,
     _passed,
 )
@@ -67,7 +68,7 @@ def check_mean_answer_logprob(fn: Callable, n_trials: int = 4) -> None:
             lambda x, t: (picked(x.log_softmax(1), t) * keep(t)).sum(1) / keep(t).sum(1),
         ),
     ]
-    gen = torch.Generator().manual_seed(15)
+    gen = _generator(15)
     for trial in range(n_trials):
         batch, n, vocab = 3 + trial, 5 + trial, 11 + 3 * trial
         logits = torch.randn(batch, n, vocab, generator=gen) * 3
@@ -208,7 +209,7 @@ def check_contrast(fn: Callable, n_trials: int = 3) -> None:
     or minus the single base run): ``{"mean", "ci_low", "ci_high", "n"}``."""
     lm_finetunes = importlib.import_module("emgeo.models.lm_finetunes")
     stats = importlib.import_module("emgeo.stats")
-    gen = torch.Generator().manual_seed(31)
+    gen = _generator(31)
     for trial in range(n_trials):
         rows = _condition_rows(gen, list(range(3 + trial)))
         for a, b in (("insecure", "secure"), ("insecure", "educational"), ("secure", "base")):
