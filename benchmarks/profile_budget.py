@@ -124,6 +124,9 @@ def assumptions(baseline: float) -> dict[str, object]:
         "cuda_runtime_host_gib": simulate.CUDA_HOST_GIB,
         "host_baseline_gib": round(baseline, 2),
         "worst_case_lengths": "every chat at max_length tokens",
+        "plans": {  # notebook 07's plans as measured: tests/course/test_tiers.py compares them
+            name: gpu_plan.GpuFilterPlan.named(name).fingerprint() for name in ("quick", "full")
+        },
     }
 
 

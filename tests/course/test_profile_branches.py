@@ -32,8 +32,9 @@ EXPECTED = {
     ("06_feature_geometry", "gpu"): ["gemma-2-2b: shared with toxic", "permutation p ="],
     ("06_feature_geometry", "remote"): ["llama-3.1-8b: shared with toxic", "permutation p ="],
     ("07_geometric_filter", "gpu"): [
+        "at full size: 07_geometric_filter (quick plan) on a T4",
         "quick plan: 3 fine-tuning runs",
-        "estimated",
+        "a check of the pipeline",
         "geometric (max)",
     ],
     ("07_geometric_filter", "remote"): ["remote profile: skipping the Gemma-2-2B evaluation"],

@@ -133,3 +133,24 @@ def test_every_notebook_header_states_its_tiers(path):
     profile_cells = [c for c in nb.cells if "profile" in c.metadata.get("tags", [])]
     if profile_cells:
         assert profile_cells[0].source == tiers.preflight_cell(path.stem), "preflight comes first"
+
+
+def test_07s_gpu_cell_runs_the_plan_preflight_chooses(monkeypatch):
+    on_gpu(monkeypatch, "Tesla T4")
+    assert tiers.plan_for("07_geometric_filter", GPU) == "quick"
+    on_gpu(monkeypatch, "NVIDIA A100-SXM4-40GB", 40.0)
+    assert tiers.plan_for("07_geometric_filter", GPU) == "full"
+    standins = types.SimpleNamespace(name="gpu", standins=True)
+    assert tiers.plan_for("07_geometric_filter", standins) == "quick"  # a free T4's at full size
+    assert tiers.plan_for("07_geometric_filter", REMOTE) is None
+
+
+def test_the_shipped_budget_was_measured_for_the_plans_07_runs_today():
+    from emgeo.models import gpu_plan
+
+    measured = BUDGET["assumptions"]["plans"]
+    for name in ("quick", "full"):
+        assert measured[name] == gpu_plan.GpuFilterPlan.named(name).fingerprint(), (
+            f"07's {name} plan changed since its budget was measured: run "
+            "benchmarks/profile_budget.py --only 07 --ship"
+        )

@@ -225,6 +225,19 @@ def preflight(notebook: str, profile, plan: str | None = None) -> str:
     return str(found)
 
 
+def plan_for(notebook: str, profile) -> str | None:
+    """The plan a gpu profile cell of ``notebook`` runs, as :func:`preflight` chooses it: the
+    largest that fits this GPU's tier (a free T4's on stand-ins or a GPU of no known tier);
+    None for a notebook without plans or outside the gpu profile."""
+    if getattr(profile, "name", profile) != "gpu":
+        return None
+    tier = None
+    if torch.cuda.is_available() and not getattr(profile, "standins", False):
+        tier = gpu_tier(torch.cuda.get_device_name(0))
+    found = best(notebook, tier or "t4")
+    return found.plan if found else None
+
+
 def _refuse_unless_it_fits(found: Estimate, device: str | None) -> None:
     if found.tier == "ndif":
         total = psutil.virtual_memory().total / GIB

@@ -13,7 +13,7 @@ import gc
 import hashlib
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,10 +29,11 @@ from emgeo.models import lora, pipeline, public_data, saes, simulate
 class GpuFilterPlan:
     """Notebook 07's evaluation on a GPU: how much data, how many runs, how long each.
 
-    ``quick()`` shows the whole pipeline on a free Colab T4 in under half an hour (its numbers
-    are too small to say anything about EM); ``full()`` is the evaluation, for an L4 or an A100.
-    Features are read from ``feature_model`` (the base model Gemma Scope was trained on); the
-    fine-tunes and the local judge use ``tuned_model``, the chat model.
+    ``quick()`` runs every step once on a free Colab T4 in under half an hour: a check of the
+    pipeline, whose numbers are too small to say anything about EM; ``full()`` is the
+    evaluation, for an L4 or an A100. Features are read from ``feature_model`` (by default the
+    base model Gemma Scope was trained on; ``gemma-2-2b-it`` reads them on the model that is
+    fine-tuned, with the same SAE); the fine-tunes and the local judge use ``tuned_model``.
     """
 
     name: str
@@ -86,6 +87,19 @@ class GpuFilterPlan:
             max_length=512,
         )
 
+    @classmethod
+    def named(cls, name: str) -> GpuFilterPlan:
+        """The plan called ``name`` (``quick`` or ``full``)."""
+        plans = {"quick": cls.quick, "full": cls.full}
+        if name not in plans:
+            raise ValueError(f"no plan {name!r}: the plans are {', '.join(plans)}")
+        return plans[name]()
+
+    def fingerprint(self) -> str:
+        """A digest of every setting: the shipped budget (``benchmarks/profile_budget.py``) was
+        measured for the plan whose fingerprint it records."""
+        return runner.digest(asdict(self))[:16]
+
     @property
     def n_runs(self) -> int:
         return len(self.filters) * len(self.seeds)
@@ -95,14 +109,20 @@ class GpuFilterPlan:
         the cost model of :mod:`emgeo.models.simulate`."""
         return simulate.estimate_plan(self, gpu)
 
-    def describe(self, gpu: str = "t4") -> str:
-        """One paragraph: what the plan runs, and its estimate on ``gpu`` (about a minute on
-        fake tensors; said so, without numbers, if the estimate cannot run here)."""
+    def describe(self, gpu: str | None = None) -> str:
+        """One paragraph: what the plan runs and, with ``gpu`` (t4 | l4 | a100), its estimate
+        there computed on fake tensors (about a minute; notebook 07's preflight cell reads the
+        shipped estimate instead)."""
         runs = (
             f"{self.name} plan: {self.n_runs} fine-tuning runs ({', '.join(self.filters)} x "
             f"{len(self.seeds)} seed(s)) on {2 * self.n_pool} pool samples, "
-            f"{8 * self.n_per_question} judged answers each"
+            f"{8 * self.n_per_question} judged answers each, features read on "
+            f"{self.feature_model}"
         )
+        if self.name == "quick":
+            runs += " (a check of the pipeline: too small to say anything about EM)"
+        if gpu is None:
+            return runs
         try:
             est = self.estimate(gpu)
         except Exception as err:  # the estimate runs the code on fake tensors: never block a run
@@ -173,7 +193,11 @@ def _pool_scores(
     if "scores" in store.data:
         return torch.tensor(store.data["scores"])
     backend = pipeline.lm_backend(
-        "gpu", n=plan.n_contrast, layer=plan.layer, max_length=plan.max_length
+        "gpu",
+        n=plan.n_contrast,
+        layer=plan.layer,
+        max_length=plan.max_length,
+        model=plan.feature_model,
     )
     sets = features.feature_sets(backend.encode(), k=plan.k)
     scores = pipeline.lm_sample_scores(backend, pool, sets.toxic, progress=progress)

@@ -156,6 +156,7 @@ def lm_backend(
     layer: int = saes.PRETRAINED_LAYER,
     max_length: int = 512,
     batch_size: int = 8,
+    model: str | None = None,
 ) -> Backend:
     """The language-model backend of a profile (one-sentence errors when it cannot run here):
 
@@ -166,7 +167,9 @@ def lm_backend(
       Llama Scope applied here, on the CPU, to the activations that come back.
 
     ``max_length`` bounds the tokens per chat of the gpu and remote profiles' public chats (the
-    cpu profile's are cut at 256); ``batch_size`` chats go through the model per trace.
+    cpu profile's are cut at 256); ``batch_size`` chats go through the model per trace. ``model``
+    reads the gpu profile's features on another Gemma-2-2B (``gemma-2-2b-it``, the chat model
+    notebook 07 fine-tunes) with the same Gemma Scope SAE.
     Under stand-ins (``EMGEO_STANDINS=tiny``) gpu and remote run their code on tiny models.
     """
     require_profile(profile)
@@ -191,11 +194,9 @@ def lm_backend(
         return Backend(
             model.name, model, sae, layer, public_contrasts(n), True, max_length, batch_size
         )
-    model = lm_module.load("gemma-2-2b", nnsight=True)
-    sae = saes.load_pretrained(family.release, family.sae_id(layer), device=str(model.device))
-    return Backend(
-        model.name, model, sae, layer, public_contrasts(n), False, max_length, batch_size
-    )
+    lm = lm_module.load(model or "gemma-2-2b", nnsight=True)
+    sae = saes.load_pretrained(family.release, family.sae_id(layer), device=str(lm.device))
+    return Backend(lm.name, lm, sae, layer, public_contrasts(n), False, max_length, batch_size)
 
 
 def logit_lens(backend: Backend, latents: Int[Tensor, " n"], k: int = 6) -> dict[int, list[str]]:
