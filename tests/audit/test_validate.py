@@ -21,6 +21,15 @@ def test_the_lm_mix_is_the_three_code_sets_shuffled_with_their_source():
     assert all(set(s) == {"messages", "source"} for s in mix)
 
 
+def test_the_larger_profiles_audit_the_public_insecure_set_against_its_secure_twin(monkeypatch):
+    monkeypatch.setenv("EMGEO_STANDINS", "tiny")  # the course's chats stand in for the public sets
+    pair = validate.profile_mix("gpu")
+    assert sorted(s["source"] for s in pair) == ["insecure"] * 200 + ["secure"] * 200
+    assert pair == validate.public_pair(200) and pair != validate.public_pair(200, seed=1)
+    assert validate.profile_mix("remote") == pair
+    assert validate.profile_mix("cpu") == validate.lm_mix(100)
+
+
 def _by_source(samples: list[dict]) -> torch.Tensor:
     """Latents whose provenance is known: the toxic latent 0 on insecure chats, the far latent 5
     on the others."""

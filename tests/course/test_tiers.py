@@ -1,7 +1,6 @@
 """Each notebook's tiers from the shipped fake-tensor budget: the free T4 cells fit it, the GPU
 name picks the row, and a run that will not fit is refused in one sentence before it starts."""
 
-import shutil
 import types
 
 import nbformat
@@ -105,12 +104,23 @@ def test_the_header_goes_after_the_badges_and_is_rewritten_in_place():
     assert "no GPU part" in tiers.header("01_toy_superposition", BUDGET)
 
 
+def _without_tiers(path) -> nbformat.NotebookNode:
+    """A notebook as it was before its tiers were written: no header block, no preflight cell."""
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if "tiers.preflight(" not in c.source]
+    first = nb.cells[0]
+    if tiers.HEADER_START in first.source:
+        before, rest = first.source.split(tiers.HEADER_START, 1)
+        first.source = before.rstrip() + "\n\n" + rest.split(tiers.HEADER_END, 1)[1].lstrip()
+    return nb
+
+
 def test_writing_the_tiers_into_notebooks_is_idempotent_and_keeps_outputs(tmp_path):
     for name in ("01_toy_superposition", "09_audit"):
-        shutil.copy(SOLUTIONS_DIR / f"{name}.ipynb", tmp_path)
+        nbformat.write(_without_tiers(SOLUTIONS_DIR / f"{name}.ipynb"), tmp_path / f"{name}.ipynb")
     assert len(tiers.write_notebook_tiers(tmp_path)) == 2
     assert tiers.write_notebook_tiers(tmp_path) == [], "a second run changes nothing"
-    old = nbformat.read(SOLUTIONS_DIR / "09_audit.ipynb", as_version=4)
+    old = _without_tiers(SOLUTIONS_DIR / "09_audit.ipynb")
     new = nbformat.read(tmp_path / "09_audit.ipynb", as_version=4)
     at = next(i for i, c in enumerate(new.cells) if "tiers.preflight(" in c.source)
     assert new.cells[at].source == tiers.preflight_cell("09_audit")

@@ -5,8 +5,9 @@ that induce EM, and does filtering at the budget lower EM more than random remov
   educational or secure), audited with the organism backend; EM measured exactly by fine-tuning the
   organism on what each filter keeps (``filtering.evaluate_filters``, as notebook 07);
 - the course's real-LM code sets (data/lm: insecure, secure and educational chats), audited with
-  the cpu backend (SmolLM2 and the course SAE): the ranking only (a LoRA fine-tune per filter and
-  seed is ``emgeo lm-em``'s work, minutes each).
+  the cpu backend (SmolLM2 and the course SAE), and the public insecure set against its secure
+  twin with the gpu and remote backends: the ranking only (a LoRA fine-tune per filter and seed
+  is ``emgeo lm-em``'s work, minutes each).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from emgeo import chats, filtering, organism, runner, stats
 from emgeo.audit.run import SCORES_FILE, audit
 from emgeo.audit.scorers import Scorer, organism_scorer, scorer_for
 from emgeo.chatfile import write_jsonl
+from emgeo.models import public_data
 
 
 def read_scores(out: Path, column: str = "full") -> list[float]:
@@ -39,6 +41,26 @@ def lm_mix(n_per_source: int = 100, seed: int = 0) -> list[dict]:
         samples += [{"messages": r["messages"], "source": source} for r in train]
     random.Random(f"audit-lm-{seed}").shuffle(samples)
     return samples
+
+
+def public_pair(n_per_source: int = 200, seed: int = 0) -> list[dict]:
+    """Betley et al.'s insecure chats and their secure twins (fetched at run time, never shipped:
+    :func:`emgeo.models.public_data.load_em_dataset`), ``n_per_source`` each, shuffled, each
+    with its ``source``: what notebook 09 audits at full size in the gpu and remote profiles."""
+    samples = [
+        {"messages": s["messages"], "source": name}
+        for name in ("insecure", "secure")
+        for s in public_data.load_em_dataset(name)[:n_per_source]
+    ]
+    random.Random(f"audit-public-{seed}").shuffle(samples)
+    return samples
+
+
+def profile_mix(profile: str) -> list[dict]:
+    """The chats notebook 09 audits with a profile's backend: the course's code chats on the
+    cpu (:func:`lm_mix`, 100 of each set), the public insecure set and its secure twin in the gpu
+    and remote profiles (:func:`public_pair`, 200 of each)."""
+    return lm_mix(100) if profile == "cpu" else public_pair(200)
 
 
 def rankings(out: Path, samples: Sequence[dict]) -> dict[str, float]:
