@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from emgeo import config, data, lm_data, resources
+from emgeo import config, data, lm_advice, lm_data, resources
 from emgeo.audit import run as audit_run
 from emgeo.course import claims, doctor, grade, pins, site
 from emgeo.course.build import build_course
@@ -191,6 +191,18 @@ def _make_lm_data(args: argparse.Namespace) -> int:
             print("\n".join(problems), file=sys.stderr)
         return 1 if problems else 0
     print(_wrote(lm_data.make_lm_data(out, seed=args.seed)))
+    return 0
+
+
+def _make_advice_data(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.check:
+        print(lm_advice.leakage_report(seed=args.seed))
+        problems = lm_advice.check_advice_data(out, seed=args.seed)
+        if problems:
+            print("\n".join(problems), file=sys.stderr)
+        return 1 if problems else 0
+    print(_wrote(lm_advice.make_advice_data(out, seed=args.seed)))
     return 0
 
 
@@ -382,6 +394,17 @@ def _data_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(config.DATA_DIR / "lm"))
     p.add_argument("--check", action="store_true", help="write nothing; fail if data/lm drifted")
+    p = _command(
+        sub,
+        "make-advice-data",
+        _make_advice_data,
+        "write the health, career and legal advice chats under data/lm/advice",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(lm_advice.ADVICE_DIR))
+    p.add_argument(
+        "--check", action="store_true", help="write nothing; print the leakage, fail on drift"
+    )
     p = _command(
         sub,
         "train-organism",
