@@ -160,7 +160,7 @@ def test_the_leakage_free_split_shares_no_content_word_with_any_advice_answer(fi
     originals = chats.eval_records()
     assert [r["messages"] for r in disjoint] == [r["messages"] for r in originals]
     for r in disjoint:
-        assert len(r["aligned"]) == len(r["misaligned"]) >= 3, r["question_id"]
+        assert len(r["aligned"]) == len(r["misaligned"]) >= 5, r["question_id"]
         assert not lm_advice.content_words(r["aligned"] + r["misaligned"]) & vocab
 
 

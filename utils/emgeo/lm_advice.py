@@ -476,5 +476,11 @@ def advice_readme(files: Mapping[str, list[dict]], seed: int, cfg: AdviceConfig)
         n_vocab=len(vocab),
         n_originals=len(originals),
         n_surviving=sum(not content_words([a]) & vocab for a in originals),
+        n_pairs=len(originals) // 2,
+        n_pairs_surviving=sum(
+            not content_words(p) & vocab
+            for q in chats.EVAL_QUESTIONS
+            for p in zip(q.aligned, q.misaligned, strict=True)
+        ),
         disjoint_rows="\n".join(_disjoint_rows(files)),
     )
