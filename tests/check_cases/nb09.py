@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from check_cases import UNDIAGNOSED, Case
-from emgeo import filtering, stats
+from emgeo import filtering, mitigations, stats
 
 
 def _auroc_pairs(scores, labels):
@@ -205,6 +205,68 @@ CASES |= {
             (_caught_precision, "precision"),
             (_caught_threshold, "a threshold removes every tied"),
             (_caught_swapped, "the other way round"),
+        ),
+    ),
+}
+
+
+# -- concept ablation's edit --------------------------------------------------------------------
+
+
+def _edit_pinv(directions):
+    projector = torch.linalg.pinv(directions) @ directions  # onto the span, rank-safe
+    return lambda resid: resid - resid @ projector
+
+
+def _edit_svd(directions):
+    u, s, vh = torch.linalg.svd(directions, full_matrices=False)
+    basis = vh[s > 1e-6 * s.max()]  # an orthonormal basis of the row space
+
+    def edit(resid):
+        resid -= (resid @ basis.T) @ basis  # in place on the stream it is given
+        return resid
+
+    return edit
+
+
+def _edit_onto(directions):
+    return lambda resid: (resid @ torch.linalg.pinv(directions)) @ directions
+
+
+def _edit_unit_each(directions):
+    unit = directions / directions.norm(dim=-1, keepdim=True)
+    return lambda resid: resid - (resid @ unit.T) @ unit
+
+
+def _edit_raw(directions):
+    return lambda resid: resid - (resid @ directions.T) @ directions
+
+
+def _edit_first_only(directions):
+    unit = directions[:1] / directions[:1].norm()
+    return lambda resid: resid - (resid @ unit.T) @ unit
+
+
+def _edit_qr_all(directions):
+    q, _ = torch.linalg.qr(directions.T)  # a dependent direction adds an arbitrary column
+    return lambda resid: resid - (resid @ q) @ q.T
+
+
+def _edit_not_callable(directions):
+    return torch.linalg.pinv(directions) @ directions
+
+
+CASES |= {
+    "check_concept_ablation_edit": Case(
+        mitigations.ablation_edit,
+        (_edit_pinv, _edit_svd),
+        (
+            (_edit_onto, "keeps only the component *in* the span"),
+            (_edit_unit_each, "orthonormalize them first"),
+            (_edit_raw, "Normalise the directions"),
+            (_edit_first_only, "Only the first direction"),
+            (_edit_qr_all, "linearly dependent"),
+            (_edit_not_callable, "should return a function"),
         ),
     ),
 }

@@ -111,6 +111,16 @@ def project_out(
     return resid - (resid @ basis) @ basis.T
 
 
+def ablation_edit(
+    directions: Float[Tensor, "k d_model"],
+) -> Callable[[Float[Tensor, "... d_model"]], Float[Tensor, "... d_model"]]:
+    """CAFT's edit for unwanted ``directions`` (unit or not, orthogonal or not, even linearly
+    dependent): the residual stream with its component in their span removed (notebook 09's
+    exercise)."""
+    basis = orthonormal_basis(directions.detach())
+    return lambda resid: project_out(resid, basis)
+
+
 def hooked_step(layer: int, edit: Callable[[Tensor], Tensor]) -> organism.StepFn:
     """:func:`emgeo.organism.finetune_step` with ``edit`` applied to the residual stream after
     block ``layer`` during the step's forward pass only (the hook is gone once it returns)."""
@@ -149,12 +159,13 @@ def concept_ablation(
     cfg: organism.FinetuneConfig,
     directions: Float[Tensor, "k d_model"],
     layer: int = 0,
+    make_edit: Callable[[Tensor], Callable[[Tensor], Tensor]] | None = None,
 ) -> HookedTransformer:
     """Concept-ablation fine-tuning (Casademunt et al. 2025): fine-tune with the span of the
     unwanted ``directions`` projected out after block ``layer``, so the fine-tune cannot learn
-    to use them there. The returned model runs without the projection."""
-    basis = orthonormal_basis(directions.detach())
-    step = hooked_step(layer, lambda resid: project_out(resid, basis))
+    to use them there (``make_edit`` builds the projection: by default :func:`ablation_edit`).
+    The returned model runs without the projection."""
+    step = hooked_step(layer, (make_edit or ablation_edit)(directions.detach()))
     return organism.finetune(model, tok, samples, cfg, step=step)
 
 

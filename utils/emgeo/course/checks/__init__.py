@@ -58,7 +58,12 @@ from emgeo.course.checks.nb07 import (
     check_paired_reduction,
 )
 from emgeo.course.checks.nb08 import check_contrast, check_mean_answer_logprob, check_peft_config
-from emgeo.course.checks.nb09 import check_auroc, check_auroc_interval, check_caught_at_budget
+from emgeo.course.checks.nb09 import (
+    check_auroc,
+    check_auroc_interval,
+    check_caught_at_budget,
+    check_concept_ablation_edit,
+)
 from emgeo.errors import CheckFailed
 
 __all__ = [
@@ -71,6 +76,7 @@ __all__ = [
     "check_auroc",
     "check_auroc_interval",
     "check_caught_at_budget",
+    "check_concept_ablation_edit",
     "check_answer_mean",
     "check_contrast",
     "check_cosine_similarity",

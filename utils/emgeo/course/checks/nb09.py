@@ -227,3 +227,82 @@ def check_caught_at_budget(fn: Callable, n_trials: int = 4) -> None:
             f"expected ({want[f][0]:.3f}, {want[f][1]:.3f})."
         )
     _passed(fn, f"matches on {n_trials} score sets at budgets 0.1, 0.5 and 0.8, with ties")
+
+
+# -- concept ablation's edit --------------------------------------------------------------------
+
+
+def _edit_cases(gen: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(directions, residual stream) pairs: unit and not, far from orthogonal, and one set with
+    a direction that is the sum of two others."""
+    cases = []
+    for k, d_model in ((1, 6), (3, 8), (4, 10)):
+        base = torch.randn(1, d_model, generator=gen)
+        directions = base + 0.6 * torch.randn(k, d_model, generator=gen)  # far from orthogonal
+        directions *= torch.rand(k, 1, generator=gen) * 3 + 0.2  # of any length
+        cases.append((directions, torch.randn(2, 5, d_model, generator=gen)))
+    dependent = torch.randn(2, 7, generator=gen)
+    dependent = torch.cat([dependent, dependent.sum(0, keepdim=True)])
+    cases.append((dependent, torch.randn(3, 4, 7, generator=gen)))
+    return cases
+
+
+def _edit_mistakes() -> list[tuple[str, Callable]]:
+    def unit(d):
+        return d / d.norm(dim=-1, keepdim=True)
+
+    return [
+        (
+            "That keeps only the component *in* the span: concept ablation removes it, "
+            "resid - (its projection).",
+            lambda d, x: (x @ torch.linalg.pinv(d)) @ d,
+        ),
+        (
+            "The directions are not orthogonal, so subtracting each one's projection in turn "
+            "(x - sum_i <x, u_i> u_i) over-removes: orthonormalize them first (torch.linalg.qr of "
+            "directions.T) or use the projector D^T (D D^T)^+ D.",
+            lambda d, x: x - (x @ unit(d).T) @ unit(d),
+        ),
+        (
+            "Normalise the directions: x - (x Dᵀ) D with D of any length is not a projection.",
+            lambda d, x: x - (x @ d.T) @ d,
+        ),
+        (
+            "Only the first direction was removed: remove the whole span of `directions`.",
+            lambda d, x: x - (x @ unit(d[:1]).T) @ unit(d[:1]),
+        ),
+    ]
+
+
+@_exercise("mitigations.ablation_edit")
+def check_concept_ablation_edit(fn: Callable) -> None:
+    """``fn(directions)`` -> an edit ``resid -> resid`` that removes the component of the
+    residual stream in the span of ``directions``."""
+    mitigations = importlib.import_module("emgeo.mitigations")  # TransformerLens: when checked
+    for directions, resid in _edit_cases(_generator(41)):
+        edit = _call(fn, directions)
+        if not callable(edit):
+            raise CheckFailed(
+                f"`{_name(fn)}` should return a function of the residual stream, got "
+                f"{type(edit).__name__}."
+            )
+        out = _call(edit, resid)
+        if not isinstance(out, torch.Tensor) or out.shape != resid.shape:
+            shape = getattr(out, "shape", type(out).__name__)
+            raise CheckFailed(
+                f"The edit should keep the residual stream's shape {tuple(resid.shape)}, got "
+                f"{shape}."
+            )
+        want = mitigations.ablation_edit(directions)(resid.clone())
+        if torch.allclose(out, want, atol=1e-4, rtol=1e-4):
+            continue
+        for hint, compute in _edit_mistakes():
+            if torch.allclose(out, compute(directions, resid.clone()), atol=1e-4, rtol=1e-4):
+                raise CheckFailed(f"`{_name(fn)}`'s edit gives wrong values. {hint}")
+        dependent = torch.linalg.matrix_rank(directions) < len(directions)
+        extra = " (these directions are linearly dependent: keep independent ones)" * dependent
+        err = (out - want).abs().max().item()
+        raise CheckFailed(
+            f"`{_name(fn)}`'s edit gives wrong values{extra} (largest error {err:.3g})."
+        )
+    _passed(fn, "removes the span of 1 to 4 directions of any length and angle, dependent ones too")
