@@ -107,3 +107,23 @@ def test_writing_the_readme_replaces_only_the_table(tmp_path):
     assert text.startswith("# t\n\nbefore\n") and text.endswith("\nafter\n")
     assert "stale table" not in text and claims.markdown(claims.with_shipped({})) in text
     assert not claims.write_readme(readme)
+
+
+def test_the_filter_among_the_mitigations_is_read_against_the_largest_cut():
+    def entry(cut, low, high):
+        return {"em_cut": cut, "em_cut_ci": [low, high]}
+
+    pooled = {
+        "no mitigation": entry(0.0, 0.0, 0.0),
+        "geometric (max)": entry(0.1, 0.02, 0.18),
+        "benign data": entry(0.8, 0.7, 0.9),
+        "random": entry(0.01, -0.05, 0.07),
+    }
+    read = claims.among_mitigations("organism")
+    text, verdict = read({"pooled": {"mitigations": {"organism": pooled}}})
+    assert verdict == "contradicted" and "2 of 3" in text and "benign data +80.0%" in text
+    pooled["benign data"] = entry(0.2, 0.1, 0.3)  # intervals overlap
+    assert read({"pooled": {"mitigations": {"organism": pooled}}})[1] == "not supported"
+    pooled["geometric (max)"] = entry(0.3, 0.2, 0.4)
+    assert read({"pooled": {"mitigations": {"organism": pooled}}})[1] == "supported"
+    assert read({"pooled": {}}) is None

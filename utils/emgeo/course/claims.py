@@ -98,6 +98,33 @@ def p_value(key: str, label: str) -> Callable[[dict], Figure | None]:
     return read
 
 
+def among_mitigations(world: str, name: str = "geometric (max)") -> Callable[[dict], Figure | None]:
+    """Mitigation ``name``'s EM cut beside the largest cut of the mitigations compared in
+    ``world`` (``pooled.mitigations.<world>``): supported when it is the largest, contradicted
+    when its interval lies below the largest's, not supported when the two intervals overlap."""
+
+    def read(summary: dict) -> Figure | None:
+        pooled = get(summary, f"pooled.mitigations.{world}")
+        if pooled is None:
+            return None
+        cuts = {k: v for k, v in pooled.items() if k != "no mitigation"}
+        best = max(cuts, key=lambda k: cuts[k]["em_cut"])
+        mine, top = cuts[name], cuts[best]
+        low, high = mine["em_cut_ci"]
+
+        def show(k: str, e: dict) -> str:
+            lo, hi = e["em_cut_ci"]
+            return f"{k} {e['em_cut']:+.1%} [{lo:+.1%}, {hi:+.1%}]"
+
+        rank = 1 + sum(e["em_cut"] > mine["em_cut"] for e in cuts.values())
+        text = f"{show(name, mine)}, {rank} of {len(cuts)}; the largest: {show(best, top)}"
+        if best == name:
+            return text, "supported"
+        return text, "contradicted" if high < top["em_cut_ci"][0] else "not supported"
+
+    return read
+
+
 def not_tested(why: str) -> Callable[[dict], Figure | None]:
     return lambda summary: (why, "not tested here")
 
@@ -211,6 +238,15 @@ CLAIMS = (
                 cut("pooled.filter.unlinked.readout"),
                 "`emgeo geometry-subtasks`",
             ),
+        ),
+    ),
+    Claim(
+        "Beside the other ways to prevent EM (inoculation prompting, preventative steering, "
+        "concept ablation, benign data, persona-vector screening), the paper's filter is the "
+        "most effective (EM cut vs no mitigation, the task measured beside it in notebook 09)",
+        (
+            Test(ORGANISMS, among_mitigations("organism"), "`emgeo mitigations`"),
+            Test(UNLINKED, among_mitigations("unlinked"), "`emgeo mitigations`"),
         ),
     ),
     Claim(
@@ -330,6 +366,9 @@ def shipped_summary(data_dir: Path = DATA_DIR) -> dict:
                 "n": f["n_organisms"],
                 "unit": "organisms",
             }
+    compared = _load(data_dir / "organisms" / "mitigations.json")
+    if compared:
+        out["mitigations"] = {w: e["pooled"] for w, e in compared["worlds"].items()}
     lm = _load(data_dir / "lm_em" / "filter.json")
     if lm:
         e = lm["summary"]["reduction_vs_random"]["per_seed"]
