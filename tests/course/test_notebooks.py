@@ -42,6 +42,7 @@ def test_reproduce_writes_notebooks_figures_and_summary(tmp_path, monkeypatch):
     assert executed.cells[0].outputs[0]["text"] == "cpu\n"
     assert list((results_dir / "figures").glob("98_tiny_cell02_*.png"))
     assert summary["environment"]["threads"] == 2
+    assert summary["over_budget"] == []  # a tiny notebook is within Binder's memory and 3 minutes
     # the claims table closes the summary, read from it and the shipped records
     assert [r["claim"] for r in summary["claims"]][0] == claims.CLAIMS[0].claim
     assert all(r["verdict"] in claims.VERDICTS for r in summary["claims"])
@@ -130,3 +131,15 @@ def test_a_bar_without_a_total_or_a_widget_that_is_no_bar_is_left_alone():
     nb.metadata["widgets"][notebooks.WIDGET_STATE]["state"]["box"]["model_name"] = "VBoxModel"
     notebooks.final_progress_bars(nb)
     assert nb.cells[0].outputs[0]["data"]["text/plain"].startswith("training toy models:   0%")
+
+
+def test_a_notebook_over_binders_memory_or_three_minutes_is_named():
+    measured = {
+        "03_sparse_autoencoders": {"wall_s": 130.0, "peak_rss_mb": 2064.0},
+        "07_geometric_filter": {"wall_s": 200.0, "peak_rss_mb": 1300.0},
+        "09_audit": {"wall_s": 61.0, "peak_rss_mb": 1340.0},
+    }
+    over = notebooks.over_budget(measured)
+    assert len(over) == 2 and over[0].startswith("03_sparse_autoencoders peaks at 2064 MB")
+    assert "07_geometric_filter took 200 s" in over[1]
+    assert notebooks.over_budget({"09_audit": measured["09_audit"]}) == []

@@ -141,8 +141,10 @@ def _execute(args: argparse.Namespace) -> int:
 
 @_in_a_clone
 def _reproduce(args: argparse.Namespace) -> int:
-    print(_wrote([reproduce(args.notebooks or None, progress=_progress)]))
-    return 0
+    path = reproduce(args.notebooks or None, progress=_progress)
+    over = json.loads(path.read_text())["over_budget"]
+    print("\n".join([_wrote([path]), *over]))
+    return 1 if over else 0
 
 
 # -- handlers: the shipped data and models ------------------------------------------------------

@@ -206,6 +206,26 @@ def environment_summary() -> dict[str, Any]:
     }
 
 
+# What each notebook must hold to on a CPU: Binder gives 2 GB (1.8 keeps a margin for the server
+# and the browser's kernel messages), and a notebook is a few minutes of compute.
+MAX_PEAK_MB, MAX_WALL_S = 1800.0, 180.0
+
+
+def over_budget(notebooks: dict[str, dict[str, float]]) -> list[str]:
+    """One sentence per notebook (``summary.json``'s ``notebooks``) over :data:`MAX_PEAK_MB` of
+    memory or :data:`MAX_WALL_S` of wall time."""
+    lines = []
+    for name, m in sorted(notebooks.items()):
+        if m["peak_rss_mb"] > MAX_PEAK_MB:
+            lines.append(
+                f"{name} peaks at {m['peak_rss_mb']:.0f} MB, over the {MAX_PEAK_MB:.0f} MB that "
+                "leave a margin in Binder's 2 GB"
+            )
+        if m["wall_s"] > MAX_WALL_S:
+            lines.append(f"{name} took {m['wall_s']:.0f} s, over {MAX_WALL_S:.0f} s")
+    return lines
+
+
 def reproduce(
     names: Iterable[str] | None = None,
     results_dir: Path = RESULTS_DIR,
@@ -226,6 +246,7 @@ def reproduce(
         summary.setdefault("notebooks", {})[src.stem] = measured
         save_figures(dst, results_dir / "figures")
     summary["environment"] = environment_summary()
+    summary["over_budget"] = over_budget(summary["notebooks"])
     summary["claims"] = claims.rows(claims.with_shipped(summary))
     results_dir.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
