@@ -22,15 +22,25 @@ EXPECTED = {
         "gemma-2-2b, layer 12",
         "<start_of_turn>model",
         "latent",
+        "verdict of this run: gemma-2-2b's inducing set shares",
     ],
     ("05_feature_identification", "remote"): [
         "llama-3.1-8b, layer 12",
         "<|start_header_id|>assistant",
         "latent",
         "stand-in",
+        "verdict of this run: llama-3.1-8b's inducing set shares",
     ],
-    ("06_feature_geometry", "gpu"): ["gemma-2-2b: shared with toxic", "permutation p ="],
-    ("06_feature_geometry", "remote"): ["llama-3.1-8b: shared with toxic", "permutation p ="],
+    ("06_feature_geometry", "gpu"): [
+        "gemma-2-2b: shared with toxic",
+        "permutation p =",
+        "verdict of this run: outside the toxic set, gemma-2-2b's",
+    ],
+    ("06_feature_geometry", "remote"): [
+        "llama-3.1-8b: shared with toxic",
+        "permutation p =",
+        "verdict of this run: outside the toxic set, llama-3.1-8b's",
+    ],
     ("07_geometric_filter", "gpu"): [
         "at full size: 07_geometric_filter (quick plan) on a T4",
         "quick plan: 3 fine-tuning runs",
@@ -39,9 +49,15 @@ EXPECTED = {
     ],
     ("07_geometric_filter", "remote"): ["remote profile: skipping the Gemma-2-2B evaluation"],
     ("09_audit", "gpu"): [
-        "gemma-2-2b, gemma-scope-2b-pt-res-canonical / layer_12/width_16k/canonical: AUROC"
+        "gemma-2-2b, gemma-scope-2b-pt-res-canonical / layer_12/width_16k/canonical: AUROC",
+        "(400 chats)",
+        "verdict of this run: with gemma-2-2b",
     ],
-    ("09_audit", "remote"): ["llama-3.1-8b, llama_scope_lxr_8x / l12r_8x: AUROC"],
+    ("09_audit", "remote"): [
+        "llama-3.1-8b, llama_scope_lxr_8x / l12r_8x: AUROC",
+        "(400 chats)",
+        "verdict of this run: with llama-3.1-8b",
+    ],
 }
 
 

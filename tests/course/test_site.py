@@ -15,16 +15,16 @@ from emgeo.course import site
 NOTEBOOKS = sorted(SOLUTIONS_DIR.glob("[0-9][0-9]_*.ipynb"))
 # The per-notebook compute times the instructor page states (headless run, 2-core CPU).
 STATED_TIMES = {
-    "00": 22,
-    "01": 67,
-    "02": 30,
-    "03": 130,
-    "04": 94,
-    "05": 77,
-    "06": 93,
-    "07": 112,
-    "08": 125,
-    "09": 61,
+    "00": 14,
+    "01": 52,
+    "02": 27,
+    "03": 77,
+    "04": 69,
+    "05": 53,
+    "06": 88,
+    "07": 98,
+    "08": 107,
+    "09": 75,
 }
 
 
