@@ -5,6 +5,7 @@ audit's in :mod:`~emgeo.plotting.filters` (07-09). Notebooks call them as ``plot
 
 from emgeo.plotting.filters import (
     audit_scores,
+    budget_curves,
     exploration_intervals,
     filter_results,
     plot_removal_sweep,
@@ -37,6 +38,7 @@ from emgeo.plotting.superposition import (
 )
 
 __all__ = [
+    "budget_curves",
     "STICKY_FRACTIONS",
     "audit_scores",
     "density_histogram",

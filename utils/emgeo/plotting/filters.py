@@ -117,9 +117,10 @@ _AUDIT_SCORES = {
 
 def audit_scores(table, by: str = "source", axes=None):
     """An audit's three scores per sample (``scores.csv``), one panel each, split by a metadata
-    column: strip plots, so every sample is a point."""
+    column: strip plots, so every sample is a point. The panels share one y-scale (every score
+    lies in [0, 1]), so a score that separates nothing looks flat beside one that does."""
     if axes is None:
-        _, axes = plt.subplots(1, len(_AUDIT_SCORES), figsize=(12, 3.4))
+        _, axes = plt.subplots(1, len(_AUDIT_SCORES), figsize=(12, 3.4), sharey=True)
     order = sorted(table[by].unique())  # the same colour for a value in every figure
     for ax, (column, title) in zip(axes, _AUDIT_SCORES.items(), strict=True):
         sns.stripplot(
@@ -129,4 +130,28 @@ def audit_scores(table, by: str = "source", axes=None):
         ax.set_title(title, fontsize="medium")
         ax.set_xlabel(by)
         ax.set_ylabel("score" if ax is axes[0] else "")
+    low = min(0.0, float(table[list(_AUDIT_SCORES)].min().min()))
+    high = max(float(table[list(_AUDIT_SCORES)].max().max()), 0.05)
+    for ax in axes:
+        ax.set_ylim(low - 0.02 * (high - low), high + 0.05 * (high - low))
     return axes
+
+
+def budget_curves(curves: dict[str, list[tuple[float, float, float]]], ax=None):
+    """What each budget removes, per score: for every ``(fraction, caught, others)`` the share
+    of the inducing samples removed (solid) and of the others (dashed), against the budget; the
+    diagonal is a score that knows nothing (random removal takes each class in proportion)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 3.8))
+    for i, (label, points) in enumerate(curves.items()):
+        fractions, caught, others = zip(*points, strict=True)
+        ax.plot(fractions, caught, color=f"C{i}", marker="o", ms=3, label=f"{label}: inducing")
+        ax.plot(fractions, others, color=f"C{i}", ls="--", label=f"{label}: the rest")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="random removal")
+    ax.set_xlabel("budget (share of the set removed)")
+    ax.set_ylabel("share of the class removed")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize="small", loc="lower right")
+    ax.set_title("What the audit removes at each budget")
+    return ax
