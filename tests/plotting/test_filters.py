@@ -75,6 +75,21 @@ def test_audit_scores_draws_one_panel_per_score_with_every_sample():
     ticks = [t.get_text() for t in axes[0].get_xticklabels()]
     assert ticks == ["educational", "insecure", "secure"]
     assert sum(len(c.get_offsets()) for c in axes[1].collections) == 3
+    assert axes[0].get_ylim() == axes[2].get_ylim(), "one y-scale for the three scores"
+    assert axes[0].get_ylim()[1] >= 0.4
+
+
+def test_budget_curves_draw_each_scores_two_classes_and_the_diagonal():
+    curves = {
+        "full": [(0.1, 0.2, 0.0), (0.5, 0.9, 0.1)],
+        "neighbours": [(0.1, 0.1, 0.1), (0.5, 0.6, 0.4)],
+    }
+    ax = plotting.budget_curves(curves)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"full: inducing", "full: the rest", "neighbours: inducing",
+                          "neighbours: the rest", "random removal"}  # fmt: skip
+    assert list(lines["full: inducing"].get_ydata()) == [0.2, 0.9]
+    assert list(lines["random removal"].get_xydata()[:, 1]) == [0, 1]
 
 
 def test_exploration_intervals_draw_each_recipes_interval_and_skip_what_it_did_not_run():
