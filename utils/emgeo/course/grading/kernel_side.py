@@ -92,6 +92,9 @@ def _encode(value: object) -> object:
         return _record(value, "dataclass", fields)
     if type(value).__module__ == "numpy":
         return _encode(value.tolist())
+    if callable(value) and not isinstance(value, type):  # a function it returned: it stays here
+        _OBJECTS[id(value)] = value
+        return {TAG: "callable", "handle": id(value), "type": _type_name(value)}
     return {TAG: "opaque", "type": _type_name(value)}
 
 

@@ -118,6 +118,19 @@ class RemoteFunction:
         return value
 
 
+class RemoteCallable:
+    """A function the student's code returned (an edit, a closure): calling it runs it in the
+    kernel, on copies of what the grader gives it."""
+
+    def __init__(self, channel: Channel, encoded: dict) -> None:
+        self._remote = (channel, int(encoded["handle"]))
+        self.__name__ = str(encoded.get("type", "function")).rpartition(".")[2]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        channel, handle = self._remote
+        return call_in_kernel(channel, "__call__", args, kwargs, handle)[0]
+
+
 class RemoteModule(nn.Module):
     """A module the student's code returned: its parameters, buffers and plain attributes as
     they were when it returned, its methods (``forward`` too) run on it in the kernel."""
@@ -208,6 +221,8 @@ def decode(value: Any, channel: Channel, args: tuple) -> Any:
             return generator
         if kind == "module":
             return RemoteModule(channel, value)
+        if kind == "callable":
+            return RemoteCallable(channel, value)
         if kind == "record":
             return _record(value, channel)
         if kind == "set":
