@@ -1,6 +1,7 @@
 """The headless runner behind `emgeo reproduce`, on a tiny notebook made here."""
 
 import json
+import os
 import re
 
 import nbformat
@@ -41,7 +42,7 @@ def test_reproduce_writes_notebooks_figures_and_summary(tmp_path, monkeypatch):
     executed = nbformat.read(results_dir / "notebooks" / "98_tiny.ipynb", as_version=4)
     assert executed.cells[0].outputs[0]["text"] == "cpu\n"
     assert list((results_dir / "figures").glob("98_tiny_cell02_*.png"))
-    assert summary["environment"]["threads"] == 2
+    assert summary["environment"]["threads"] == int(os.environ["EMGEO_THREADS"])  # as set
     assert summary["over_budget"] == []  # a tiny notebook is within Binder's memory and 3 minutes
     # the claims table closes the summary, read from it and the shipped records
     assert [r["claim"] for r in summary["claims"]][0] == claims.CLAIMS[0].claim
@@ -131,6 +132,15 @@ def test_a_bar_without_a_total_or_a_widget_that_is_no_bar_is_left_alone():
     nb.metadata["widgets"][notebooks.WIDGET_STATE]["state"]["box"]["model_name"] = "VBoxModel"
     notebooks.final_progress_bars(nb)
     assert nb.cells[0].outputs[0]["data"]["text/plain"].startswith("training toy models:   0%")
+
+
+def test_headless_runs_take_the_thread_count_the_environment_sets(monkeypatch):
+    monkeypatch.setenv("EMGEO_THREADS", "1")
+    env = notebooks.notebook_env()
+    assert env["EMGEO_THREADS"] == "1" == env["OMP_NUM_THREADS"]
+    monkeypatch.delenv("EMGEO_THREADS")
+    assert notebooks.notebook_env()["EMGEO_THREADS"] == "2"
+    assert notebooks.notebook_env(n_threads=3)["MKL_NUM_THREADS"] == "3"
 
 
 def test_a_notebook_over_binders_memory_or_three_minutes_is_named():

@@ -37,11 +37,13 @@ CELL_TIMEOUT_S = 900
 PROFILE_TAG, SETUP_TAG = "profile", "setup"
 
 
-def notebook_env(n_threads: int = 2) -> dict[str, str]:
-    """The environment every headless run gets: cpu profile, fixed threads, fixed hash seed, and
-    (unless ``EMGEO_RESULTS_DIR`` is set) a results folder of its own, so that the outputs it
-    stores come from this run and never from runs a learner saved earlier under ``results/``."""
+def notebook_env(n_threads: int | None = None) -> dict[str, str]:
+    """The environment every headless run gets: cpu profile, fixed threads (``n_threads``, else
+    ``EMGEO_THREADS`` when set, as the test suite sets it to keep one thread per core, else 2),
+    fixed hash seed, and (unless ``EMGEO_RESULTS_DIR`` is set) a results folder of its own, so
+    that the outputs it stores come from this run and never from runs saved under ``results/``."""
     env = dict(os.environ)
+    n_threads = n_threads or int(env.get("EMGEO_THREADS") or 2)
     if "EMGEO_RESULTS_DIR" not in env:
         env["EMGEO_RESULTS_DIR"] = tempfile.mkdtemp(prefix="emgeo-results-")
     env.update(
