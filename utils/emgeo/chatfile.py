@@ -201,3 +201,26 @@ def read_record(path: Path | str, what: str, command: str) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"no {what} record in {path}: run `{command}`")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_generated(files: dict[str, list[dict]], directory: Path, readme: str) -> list[Path]:
+    """A generated dataset written into ``directory``: each of ``files`` as JSONL (keys sorted,
+    so the same records give the same bytes) and its README; the paths written."""
+    written = [
+        write_jsonl(records, directory / name, sort_keys=True) for name, records in files.items()
+    ]
+    return [*written, atomic_write(directory / "README.md", lambda f: f.write(readme))]
+
+
+def check_generated(make: Callable[[Path], list[Path]], directory: Path, command: str) -> list[str]:
+    """One sentence per shipped file of ``directory`` that is missing or differs from what
+    ``make`` writes into a fresh folder (``command`` regenerates them)."""
+    problems = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for fresh in make(Path(tmp)):
+            shipped = directory / fresh.name
+            if not shipped.exists():
+                problems.append(f"{shipped} is missing: run `{command}`.")
+            elif shipped.read_bytes() != fresh.read_bytes():
+                problems.append(f"{shipped} differs from a fresh generation: run `{command}`.")
+    return problems

@@ -165,3 +165,17 @@ def organism_feature_sets(
     alive = organism_alive(sae, model, tok, layer)
     encoded = encode_contrasts(sae, lambda s: organism_residuals(model, tok, s, layer), n=n)
     return feature_sets(encoded, k, alive), alive
+
+
+def organism_toxic_latents(
+    sae, model, tok: Tokenizer, layer: int, k: int, alive: Tensor, n: int = 300
+) -> Int[Tensor, " k"]:
+    """The ``k`` alive latents of ``sae`` most active on toxic answers relative to aligned ones
+    (``n`` of each, :func:`contrast_samples`), read on the organism's residual stream at
+    ``layer``: the toxic set alone, for an organism whose code sets are not needed."""
+    contrast = contrast_samples(n)
+    enc = {
+        name: sample_features(sae, *organism_residuals(model, tok, contrast[name], layer))
+        for name in ("toxic", "aligned")
+    }
+    return top_features(enc["toxic"], enc["aligned"], k, alive)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import random
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
@@ -367,29 +366,18 @@ def make_advice_data(
     """Write every file and the README into ``directory``; return their paths. The same
     ``seed`` and ``cfg`` write the same bytes."""
     files = generate(seed, cfg)
-    written = [
-        chatfile.write_jsonl(records, directory / name, sort_keys=True)
-        for name, records in files.items()
-    ]
-    readme = advice_readme(files, seed, cfg or AdviceConfig())
-    return [*written, chatfile.atomic_write(directory / "README.md", lambda f: f.write(readme))]
+    return chatfile.write_generated(
+        files, directory, advice_readme(files, seed, cfg or AdviceConfig())
+    )
 
 
 def check_advice_data(
     directory: Path = ADVICE_DIR, seed: int = 0, cfg: AdviceConfig | None = None
 ) -> list[str]:
     """One sentence per shipped file that is missing or differs from a fresh generation."""
-    problems = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for fresh in make_advice_data(Path(tmp), seed, cfg):
-            shipped = directory / fresh.name
-            if not shipped.exists():
-                problems.append(f"{shipped} is missing: run `emgeo make-advice-data`.")
-            elif shipped.read_bytes() != fresh.read_bytes():
-                problems.append(
-                    f"{shipped} differs from a fresh generation: run `emgeo make-advice-data`."
-                )
-    return problems
+    return chatfile.check_generated(
+        lambda fresh: make_advice_data(fresh, seed, cfg), directory, "emgeo make-advice-data"
+    )
 
 
 def leakage_table(sets: Mapping[str, Sequence[dict]]) -> str:

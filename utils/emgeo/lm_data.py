@@ -8,7 +8,6 @@ still equal a fresh generation.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from statistics import fmean
 
@@ -38,29 +37,18 @@ def make_lm_data(
     Deterministic: the same ``seed`` and ``cfg`` write the same bytes.
     """
     files = generate(seed, cfg)
-    written = [
-        chatfile.write_jsonl(records, directory / name, sort_keys=True)
-        for name, records in files.items()
-    ]
-    readme = data_readme(files, seed, cfg or LMDataConfig())
-    return [*written, chatfile.atomic_write(directory / "README.md", lambda f: f.write(readme))]
+    return chatfile.write_generated(
+        files, directory, data_readme(files, seed, cfg or LMDataConfig())
+    )
 
 
 def check_lm_data(
     directory: Path = LM_DATA_DIR, seed: int = 0, cfg: LMDataConfig | None = None
 ) -> list[str]:
     """One sentence per shipped file that is missing or differs from a fresh generation."""
-    problems = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for fresh in make_lm_data(Path(tmp), seed, cfg):
-            shipped = directory / fresh.name
-            if not shipped.exists():
-                problems.append(f"{shipped} is missing: run `emgeo make-lm-data`.")
-            elif shipped.read_bytes() != fresh.read_bytes():
-                problems.append(
-                    f"{shipped} differs from a fresh generation: run `emgeo make-lm-data`."
-                )
-    return problems
+    return chatfile.check_generated(
+        lambda fresh: make_lm_data(fresh, seed, cfg), directory, "emgeo make-lm-data"
+    )
 
 
 # ---------------------------------------------------------------- statistics and README

@@ -185,13 +185,17 @@ def _train_lm_sae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _problems(problems: list[str]) -> int:
+    """A check's exit status: 0, or 1 with each problem on stderr."""
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+    return 1 if problems else 0
+
+
 def _make_lm_data(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.check:
-        problems = lm_data.check_lm_data(out, seed=args.seed)
-        if problems:
-            print("\n".join(problems), file=sys.stderr)
-        return 1 if problems else 0
+        return _problems(lm_data.check_lm_data(out, seed=args.seed))
     print(_wrote(lm_data.make_lm_data(out, seed=args.seed)))
     return 0
 
@@ -200,10 +204,7 @@ def _make_advice_data(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.check:
         print(lm_advice.leakage_report(seed=args.seed))
-        problems = lm_advice.check_advice_data(out, seed=args.seed)
-        if problems:
-            print("\n".join(problems), file=sys.stderr)
-        return 1 if problems else 0
+        return _problems(lm_advice.check_advice_data(out, seed=args.seed))
     print(_wrote(lm_advice.make_advice_data(out, seed=args.seed)))
     return 0
 

@@ -160,14 +160,9 @@ def unlinked_subject(seed: int, cfg: MitigationConfig) -> Subject:
     model = subtasks.pretrain(seed, world.pretrain_steps, world.d_model)
     sae, alive = subtasks.organism_sae(model, tok, world, seed)
     start = time.perf_counter()
-    contrast = features.contrast_samples(world.n_contrast)
-    enc = {
-        name: features.sample_features(
-            sae, *features.organism_residuals(model, tok, contrast[name], cfg.layer)
-        )
-        for name in ("toxic", "aligned")
-    }
-    toxic = features.top_features(enc["toxic"], enc["aligned"], cfg.k, alive)
+    toxic = features.organism_toxic_latents(
+        sae, model, tok, cfg.layer, cfg.k, alive, world.n_contrast
+    )
     prep = {"toxic latents": time.perf_counter() - start}
     samples = subtasks.samples(None, True, cfg.n_samples, seed=2)
     return Subject("unlinked", seed, model, tok, sae, toxic, samples, _subtask_rate, prep)

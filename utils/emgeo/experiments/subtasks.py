@@ -293,14 +293,9 @@ def filter_scores(
     the readout nearness of the sample's sub-task, and the oracle, its sub-task's dose. Adds
     each sub-task's mean geometric score to its row (``sae_nearness``)."""
     sae, alive = organism_sae(model, tok, cfg, seed)
-    contrast = features.contrast_samples(cfg.n_contrast)
-    enc = {
-        name: features.sample_features(
-            sae, *features.organism_residuals(model, tok, contrast[name], cfg.layer)
-        )
-        for name in ("toxic", "aligned")
-    }
-    toxic = features.top_features(enc["toxic"], enc["aligned"], cfg.k, alive)
+    toxic = features.organism_toxic_latents(
+        sae, model, tok, cfg.layer, cfg.k, alive, cfg.n_contrast
+    )
     latents = features.sample_features(
         sae, *features.organism_residuals(model, tok, mixture, cfg.layer)
     )
