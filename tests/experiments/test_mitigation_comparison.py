@@ -200,3 +200,17 @@ def test_the_command_passes_only_the_options_given_and_ships_only_when_told(monk
         finetune_seeds=(0,),
     )
     assert shipped is True and "the copy the course ships" in capsys.readouterr().out
+
+
+def test_the_table_shows_each_world_and_mitigation_but_no_mitigation():
+    entry = {"em_cut": 0.112, "em_cut_ci": [0.041, 0.184], "task_kept": 1.0012}
+    entry["em_unseen_cut"] = 0.117
+    none = {"em_cut": 0.0, "em_cut_ci": [0.0, 0.0], "task_kept": 1.0, "em_unseen_cut": 0.0}
+    result = {"worlds": {w: {"pooled": {"no mitigation": none, "geometric (max)": entry}}
+                         for w in ("organism", "unlinked")}}  # fmt: skip
+    shown = experiment.table(result)
+    assert list(shown.index) == ["geometric (max)"]
+    assert shown.loc["geometric (max)", ("organism", "EM cut [95% CI]")] == "+11% [+4%, +18%]"
+    assert shown.loc["geometric (max)", ("unlinked", "task kept")] == 1.0
+    unseen = ("organism", "EM cut, domains no benign chat covers")
+    assert shown.loc["geometric (max)", unseen] == "+12%"

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
@@ -484,4 +485,31 @@ def quick(cfg: MitigationConfig = MitigationConfig()) -> MitigationConfig:
         k=4,
         n_samples=24,
         n_benign=8,
+    )
+
+
+def _cut_with_ci(e: dict) -> str:
+    low, high = e["em_cut_ci"]
+    return f"{e['em_cut']:+.0%} [{low:+.0%}, {high:+.0%}]"
+
+
+TABLE_COLUMNS: dict[str, Callable[[dict], object]] = {
+    "EM cut [95% CI]": _cut_with_ci,
+    "task kept": lambda e: round(e["task_kept"], 2),
+    "EM cut, domains no benign chat covers": lambda e: f"{e['em_unseen_cut']:+.0%}",
+}
+
+
+def table(result: dict) -> pd.DataFrame:
+    """Notebook 09's table of the comparison: per world (column groups) and mitigation (rows, no
+    mitigation left out), its EM cut with the 95% interval over organisms, the task kept and the
+    EM cut over the domains no benign chat covers."""
+    return pd.DataFrame(
+        {
+            (world, column): {
+                name: read(e) for name, e in entry["pooled"].items() if name != NO_MITIGATION.label
+            }
+            for world, entry in result["worlds"].items()
+            for column, read in TABLE_COLUMNS.items()
+        }
     )
