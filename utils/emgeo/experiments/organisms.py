@@ -42,9 +42,7 @@ def train_saes(
     return paths
 
 
-def train(
-    directory: Path, seed: int = 0, steps: int | None = None, sae_only: bool = False
-) -> str:
+def train(directory: Path, seed: int = 0, steps: int | None = None, sae_only: bool = False) -> str:
     """``emgeo train-organism``: pretrain the organism (unless ``sae_only``) and retrain every
     SAE that reads it; what was written, one line each."""
     lines = []

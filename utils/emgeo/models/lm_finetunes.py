@@ -61,6 +61,34 @@ class FinetuneGrid:
     n_train: int | None = None  # train on this many chats of each set (None: the whole split)
     system: str | None = None  # train under this system turn (None: the chat template's own)
 
+    def samples(self, condition: str) -> list[dict]:
+        """The chats a run of ``condition`` trains on."""
+        return training_samples(condition, self.n_train, self.system)
+
+    def measure(self, lm: LoadedLM, condition: str) -> dict:
+        """What a row records of ``lm`` (the base model for ``condition`` ``"base"``)."""
+        return measure(lm, self)
+
+    def keys(self) -> list[tuple[str, int | None]]:
+        """The runs of the cell, in the order they run: the base model, then each condition's
+        seeds."""
+        return [("base", None)] + [(c, s) for c in self.conditions for s in self.seeds]
+
+    def contrasts(self, rows: Sequence[dict]) -> dict[str, dict]:
+        return contrasts(rows)
+
+    def settings(self) -> dict:
+        """The cell's settings, as its record files them beside its rows."""
+        return {
+            "lora": asdict(self.lora),
+            "conditions": list(self.conditions),
+            "seeds": list(self.seeds),
+            "paraphrases": list(self.paraphrases),
+            "n_heldout_pairs": self.n_heldout_pairs,
+            "n_train": self.n_train,
+            "system": self.system,
+        }
+
 
 # A system turn for the training chats that names the coding context, where SmolLM2's template
 # otherwise puts its own ("You are a helpful AI assistant named SmolLM, ..."), which the EM
@@ -156,7 +184,7 @@ def run_finetunes(
     adapter is saved there (peft's format) as ``{condition}-seed{seed}``."""
     done = read_runs(path)["cells"].get(grid.name, {}).get("rows", []) if path else []
     have = {(r["condition"], r["seed"]): r for r in done}
-    keys = [("base", None)] + [(c, seed) for c in grid.conditions for seed in grid.seeds]
+    keys = grid.keys()
     for condition, seed in keys:
         if (condition, seed) in have:
             continue
@@ -179,10 +207,14 @@ def _run(
     start = time.perf_counter()
     row = {"cell": grid.name, "condition": condition, "seed": seed}
     if seed is None:
-        return {**row, **measure(lm, grid), "seconds": round(time.perf_counter() - start, 1)}
-    samples = training_samples(condition, grid.n_train, grid.system)
+        return {
+            **row,
+            **grid.measure(lm, condition),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+    samples = grid.samples(condition)
     with lora.adapted(lm, samples, replace(grid.lora, seed=seed), progress) as tuned:
-        row |= measure(tuned, grid)
+        row |= grid.measure(tuned, condition)
         row["seconds"] = round(time.perf_counter() - start, 1)
         if save_dir is not None:
             save_adapter(tuned, save_dir / f"{condition}-seed{seed}")
@@ -333,15 +365,9 @@ def write_runs(
     """Merge one cell's rows into the JSON file of every cell run so far."""
     data = read_runs(path)
     data["cells"][grid.name] = {
-        "lora": asdict(grid.lora),
-        "conditions": list(grid.conditions),
-        "seeds": list(grid.seeds),
-        "paraphrases": list(grid.paraphrases),
-        "n_heldout_pairs": grid.n_heldout_pairs,
-        "n_train": grid.n_train,
-        "system": grid.system,
+        **grid.settings(),
         "rows": list(rows),
-        "contrasts": contrasts(rows),
+        "contrasts": grid.contrasts(rows),
         **(extra or {}),
     }
     write_json(data, path)
@@ -350,4 +376,3 @@ def write_runs(
 def write_validation(path: Path, validation: dict) -> None:
     """Record :func:`emgeo.models.lm_em.validate`'s result beside the cells of ``path``."""
     write_json({**read_runs(path), "validation": validation}, path)
-

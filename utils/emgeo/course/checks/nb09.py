@@ -161,8 +161,7 @@ def _caught_mistakes(filtering) -> list[tuple[str, Callable]]:
             lambda s, y, f: shares(~filtering.keep_mask(-s, f), y),
         ),
         (
-            "Those are the shares *kept*: return the share of each class that the budget "
-            "removes.",
+            "Those are the shares *kept*: return the share of each class that the budget removes.",
             lambda s, y, f: shares(filtering.keep_mask(s, f), y),
         ),
         (
