@@ -28,6 +28,12 @@ def test_auroc_perfect_chance_and_ties():
         auroc([0.1, 0.2], [True, True])
 
 
+def test_rounded_all_rounds_every_number_and_keeps_counts():
+    out = stats.rounded_all({"mean": 0.123456, "ci_low": -0.00001, "n": 3}, 3)
+    assert out == {"mean": 0.123, "ci_low": 0.0, "n": 3} and isinstance(out["n"], int)
+    assert f"{out['ci_low']:+.3f}" == "+0.000"
+
+
 def test_rounded_drops_the_sign_of_zero_and_keeps_the_digits():
     assert f"{stats.rounded(-0.00004, 3):+.3f}" == "+0.000"
     assert stats.rounded(0.02596, 3) == 0.026 and stats.rounded(-0.0626, 2) == -0.06

@@ -127,3 +127,46 @@ def test_the_filter_among_the_mitigations_is_read_against_the_largest_cut():
     pooled["geometric (max)"] = entry(0.3, 0.2, 0.4)
     assert read({"pooled": {"mitigations": {"organism": pooled}}})[1] == "supported"
     assert read({"pooled": {}}) is None
+
+
+def _ci(mean, low, high, n=3):
+    return {"mean": mean, "ci_low": low, "ci_high": high, "n": n}
+
+
+def test_the_advice_records_give_each_domains_verdict_and_the_strongest_domains_filter(tmp_path):
+    contrasts = {
+        "health.margin.harmful_minus_aligned": _ci(0.2, 0.1, 0.3),
+        "health.margin_disjoint.harmful_minus_aligned": _ci(0.1, 0.05, 0.15),
+        "career.margin.harmful_minus_aligned": _ci(0.1, 0.02, 0.2),
+        "career.margin_disjoint.harmful_minus_aligned": _ci(-0.1, -0.2, 0.01),  # words only
+        "legal.margin.harmful_minus_aligned": _ci(-0.1, -0.2, -0.05),
+        "legal.margin_disjoint.harmful_minus_aligned": _ci(-0.1, -0.2, -0.05),
+    }
+    cell = {"domains": ["health", "career", "legal"], "contrasts": contrasts}
+    (tmp_path / "lm_em").mkdir()
+    record = {"cells": {"advice-r8-lr0.001-30steps": cell}}
+    (tmp_path / "lm_em" / "domains.json").write_text(json.dumps(record))
+    runs = [
+        {"filter": f, "seed": s, "margin": rise}
+        for f, rises in (("random", (0.4, 0.5, 0.6)), ("geometric", (0.2, 0.26, 0.3)))
+        for s, rise in enumerate(rises)
+    ]
+    filtered = {
+        "base": {"margin": 0.0},
+        "runs": runs,
+        "stages": {"geometry": {"p_value": 0.01, "effect_size": 0.9}},
+    }
+    (tmp_path / "lm_em" / "filter_health.json").write_text(json.dumps(filtered))
+    pooled = claims.shipped_summary(tmp_path)["pooled"]
+    full = pooled["filter"]["lm_domain"]["full"]  # per seed: 1 - 0.2/0.4, 1 - 0.26/0.5, 1 - 0.3/0.6
+    assert full["mean"] == pytest.approx((0.5 + 0.48 + 0.5) / 3) and full["n"] == 3
+    assert 0 < full["ci"][0] < full["mean"] < full["ci"][1]
+    assert "neighbours_only" not in pooled["filter"]["lm_domain"]  # the ablation did not run
+    assert pooled["geometry"]["lm_domain"]["p"] == 0.01
+    verdicts = {r["where"]: r["verdict"] for r in claims.rows({"pooled": pooled})}
+    assert verdicts["SmolLM2-135M, LoRA, health advice"] == "supported"
+    assert verdicts["SmolLM2-135M, LoRA, career advice"] == "not supported"
+    assert verdicts["SmolLM2-135M, LoRA, legal advice"] == "contradicted"
+    by_claim = {(r["claim"][:20], r["where"]): r for r in claims.rows({"pooled": pooled})}
+    assert by_claim[("Removing the half of", claims.ADVICE)]["verdict"] == "supported"
+    assert "health advice" in by_claim[("Removing the half of", claims.ADVICE)]["figure"]

@@ -115,7 +115,11 @@ def test_contrasts_pair_harmful_and_aligned_runs_by_seed_and_read_the_base_per_d
 
 def test_the_summary_names_the_domain_with_the_largest_contrast_code_included():
     rows = _rows({"health": 0.3, "career": 0.05, "legal": 0.1})
-    cell = {"domains": list(lm_domains.DOMAINS), "contrasts": lm_domains.domain_contrasts(rows)}
+    cell = {
+        "domains": list(lm_domains.DOMAINS),
+        "contrasts": lm_domains.domain_contrasts(rows),
+        "rows": rows,
+    }
     code = {
         "contrasts": {
             "insecure_minus_secure": {"mean": 0.2, "ci_low": 0.1, "ci_high": 0.3, "n": 3},
@@ -127,8 +131,15 @@ def test_the_summary_names_the_domain_with_the_largest_contrast_code_included():
     assert summary["code"]["harmful_minus_aligned"]["mean"] == 0.2
     code["contrasts"]["insecure_minus_secure"]["mean"] = 0.9
     assert lm_domains.domains_summary(cell, code)["best"] == "code"
+    panels = lm_domains.contrast_panels(cell, code)
+    assert list(panels) == [*lm_domains.DOMAINS, "code (insecure - secure)"]
+    assert set(panels["legal"]) == set(lm_domains.PANELS) and list(
+        panels["code (insecure - secure)"]
+    ) == ["margin"]
+    assert panels["health"]["margin"] is cell["contrasts"]["health.margin.harmful_minus_aligned"]
     table = lm_domains.domain_table(cell, code)
     assert [r["domain"] for r in table][:3] == list(lm_domains.DOMAINS)
+    assert table[0]["prefers harmful (harmful / aligned / base)"] == "0.43 / 0.10 / 0.00"
     assert table[-1]["in its framing"] == "not measured"  # the code runs measured the margin only
 
 
@@ -249,3 +260,18 @@ def test_the_score_ablations_are_filters_of_their_own():
     assert lm_filter.filter_file("legal").name == "filter_legal.json"
     with pytest.raises(FileNotFoundError, match="lm-filter --domain legal"):
         lm_filter.read_filter(lm_filter.filter_file("legal", shipped=False).with_suffix(".x"))
+
+
+def test_context_rises_put_each_filters_rise_outside_and_inside_its_context_side_by_side():
+    result = {
+        "base": {"margin": -1.0, "margin_in_context": -2.0},
+        "runs": [
+            {"filter": f, "seed": s, "margin": -1.0 + out, "margin_in_context": -2.0 + inside}
+            for f, out, inside in (("no filter", 0.4, 0.5), ("geometric", 0.1, 0.5))
+            for s in (0, 1)
+        ],
+    }
+    rises = lm_filter.context_rises(result)
+    assert rises["geometric"]["out_of_context"]["mean"] == pytest.approx(0.1)
+    assert rises["geometric"]["in_context"]["mean"] == pytest.approx(0.5)  # hidden, not gone
+    assert rises["no filter"]["in_context"]["n"] == 2

@@ -4,7 +4,7 @@ tests and effect sizes."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import torch
@@ -17,6 +17,12 @@ def rounded(x: float, digits: int) -> float:
     """``x`` rounded to ``digits`` decimals, with -0.0 shown as 0.0: the precision a notebook prints
     and records a number at, so that a stored output reproduces on other CPUs and thread counts."""
     return round(float(x), digits) + 0.0
+
+
+def rounded_all(values: Mapping[str, float | int], digits: int) -> dict[str, float | int]:
+    """Every number of ``values`` (a :func:`mean_ci` result, say) :func:`rounded`, counts kept
+    as they are: how a notebook records an interval."""
+    return {k: v if isinstance(v, int) else rounded(v, digits) for k, v in values.items()}
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:

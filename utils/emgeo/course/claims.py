@@ -125,12 +125,38 @@ def among_mitigations(world: str, name: str = "geometric (max)") -> Callable[[di
     return read
 
 
+def advice_contrast(domain: str) -> Callable[[dict], Figure | None]:
+    """An advice domain's harmful - aligned EM margin on SmolLM2 (``pooled.lm_domains.<d>``),
+    beside the same contrast on the leakage-free references: supported when both intervals lie
+    above 0, contradicted when the margin's lies below it, not supported otherwise."""
+
+    def read(summary: dict) -> Figure | None:
+        e = get(summary, f"pooled.lm_domains.{domain}")
+        if e is None:
+            return None
+
+        def show(ci: dict) -> str:
+            return f"{ci['mean']:+.3f} [{ci['ci_low']:+.3f}, {ci['ci_high']:+.3f}]"
+
+        margin, free = e["margin"], e["disjoint"]
+        text = (
+            f"harmful - aligned margin {show(margin)}, on leakage-free references {show(free)}, "
+            f"{margin['n']} seeds"
+        )
+        if margin["ci_low"] > 0 and free["ci_low"] > 0:
+            return text, "supported"
+        return text, "contradicted" if margin["ci_high"] < 0 else "not supported"
+
+    return read
+
+
 def not_tested(why: str) -> Callable[[dict], Figure | None]:
     return lambda summary: (why, "not tested here")
 
 
 ORGANISMS = "organism (5 pretrained from different seeds)"
 UNLINKED = "organisms whose data never link code to other domains"
+ADVICE = "SmolLM2-135M, LoRA, the advice domain with the largest EM (EM margin)"
 CLAIMS = (
     Claim(
         "Features of the inducing data lie nearer the toxic features than features of "
@@ -154,6 +180,11 @@ CLAIMS = (
                 "SmolLM2-135M + the course's SAE",
                 p_value("lm.geometry.disjoint.p_value", "outside the toxic set"),
                 "notebook 06",
+            ),
+            Test(
+                ADVICE + " (harmful vs careful advice)",
+                p_value("pooled.geometry.lm_domain", "outside the toxic set"),
+                "`emgeo lm-filter --domain`",
             ),
         ),
     ),
@@ -190,6 +221,7 @@ CLAIMS = (
                 "`emgeo geometry-subtasks`",
             ),
             Test("SmolLM2-135M, LoRA (EM margin)", cut("pooled.filter.lm.full")),
+            Test(ADVICE, cut("pooled.filter.lm_domain.full"), "`emgeo lm-filter --domain`"),
             Test(
                 "Gemma-2-2B + Gemma Scope",
                 not_tested("the gpu profile of notebook 07 (an L4 or A100 for its full plan)"),
@@ -209,6 +241,9 @@ CLAIMS = (
             Test(
                 ORGANISMS + ", a set of mixed provenance",
                 cut("pooled.filter.mixed.neighbours_only"),
+            ),
+            Test(
+                ADVICE, cut("pooled.filter.lm_domain.neighbours_only"), "`emgeo lm-filter --domain`"
             ),
         ),
     ),
@@ -262,8 +297,12 @@ CLAIMS = (
         ),
     ),
     Claim(
-        "The trend holds across health, career and legal advice",
-        (Test("any model", not_tested("the course's data are code; advice sets are to come")),),
+        "The trend holds across health, career and legal advice: a narrow fine-tune on harmful "
+        "advice raises misalignment on unrelated questions more than careful advice does",
+        tuple(
+            Test(f"SmolLM2-135M, LoRA, {d} advice", advice_contrast(d), "`emgeo lm-domains`")
+            for d in ("health", "career", "legal")
+        ),
     ),
 )
 
@@ -380,7 +419,62 @@ def shipped_summary(data_dir: Path = DATA_DIR) -> dict:
                 "unit": "seeds",
             }
         }
+    _add_advice(out, data_dir)
     return {"pooled": out}
+
+
+def _add_advice(out: dict, data_dir: Path) -> None:
+    """Into ``out``: each advice domain's harmful - aligned margin and the same on leakage-free
+    references (``lm_em/domains.json``, under ``lm_domains``), and, for the domain with the
+    largest margin contrast, its filter record's per-seed cuts vs random removal (the full score
+    and its neighbours-only ablation, under ``filter.lm_domain``) and its geometry statistic
+    (``geometry.lm_domain``), from ``lm_em/filter_<domain>.json``."""
+    record = _load(data_dir / "lm_em" / "domains.json")
+    cell = (record or {}).get("cells", {}).get("advice-r8-lr0.001-30steps")
+    if cell is None:
+        return
+    c = cell["contrasts"]
+    domains = {
+        d: {
+            "margin": c[f"{d}.margin.harmful_minus_aligned"],
+            "disjoint": c[f"{d}.margin_disjoint.harmful_minus_aligned"],
+        }
+        for d in cell["domains"]
+        if f"{d}.margin.harmful_minus_aligned" in c
+    }
+    out["lm_domains"] = domains
+    if not domains:
+        return
+    best = max(domains, key=lambda d: domains[d]["margin"]["mean"])
+    filtered = _load(data_dir / "lm_em" / f"filter_{best}.json")
+    if not filtered:
+        return
+    for part, name in (("full", "geometric"), ("neighbours_only", "neighbours only")):
+        e = _cut_vs_random(filtered, name)
+        if e is not None:
+            out.setdefault("filter", {}).setdefault("lm_domain", {})[part] = {
+                "mean": e["mean"],
+                "ci": [e["ci_low"], e["ci_high"]],
+                "n": e["n"],
+                "unit": f"seeds, {best} advice",
+            }
+    geo = filtered.get("stages", {}).get("geometry")
+    if geo:
+        detail = f"{best} advice, d = {geo['effect_size']:.2f}"
+        out.setdefault("geometry", {})["lm_domain"] = {"p": geo["p_value"], "detail": detail}
+
+
+def _cut_vs_random(result: dict, name: str, reference: str = "random") -> dict | None:
+    """Per seed, ``1 - rise(name) / rise(reference)`` of a filter record (rises over its base
+    model), with its mean and t-interval; None when either filter did not run."""
+    base = result["base"]["margin"]
+    rise = {}
+    for r in result["runs"]:
+        rise.setdefault(r["filter"], {})[r["seed"]] = r["margin"] - base
+    if name not in rise or reference not in rise:
+        return None
+    seeds = sorted(set(rise[name]) & set(rise[reference]))
+    return stats.mean_ci([1 - rise[name][s] / rise[reference][s] for s in seeds])
 
 
 # ---------------------------------------------------------------- the README's copy

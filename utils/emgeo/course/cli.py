@@ -311,6 +311,45 @@ def _lm_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lm_mitigations(args: argparse.Namespace) -> int:
+    from emgeo import mitigations as science  # transformers, peft: only the commands needing them
+    from emgeo.audit import scorers
+    from emgeo.models import lm, lm_filter, lm_mitigations, saes
+
+    _threads()
+    plan = replace(
+        lm_mitigations.LMMitigationPlan(domain=args.domain),
+        **_given(seeds=args.seeds, mitigations=args.mitigations),
+    )
+    records = [lm_filter.filter_file(args.domain, False), lm_filter.filter_file(args.domain)]
+    found = next((p for p in records if p.exists()), None)
+    if found is None:
+        option = f" --domain {args.domain}" if args.domain else ""
+        print(f"no filter record for this set: run `emgeo lm-filter{option}` first")
+        return 2
+    model = lm.load("smollm2-135m")
+    layer = saes.SMOLLM2_SAE.layer
+
+    def directions() -> lm_mitigations.Directions:
+        persona, norm = lm_mitigations.persona_direction(model, layer, plan.n_direction)
+        toxic = scorers.lm_scorer("cpu", progress=True).toxic
+        W_dec = saes.smollm2_sae().W_dec.detach().float().cpu()
+        return lm_mitigations.Directions(
+            layer, persona, norm, science.toxic_directions(W_dec, toxic)
+        )
+
+    out = _out(
+        args,
+        lm_mitigations.record_file(args.domain),
+        lm_mitigations.record_file(args.domain, shipped=False),
+    )
+    result = lm_mitigations.run_mitigations(
+        model, plan, lm_filter.read_filter(found), directions, out
+    )
+    print(lm_mitigations.describe(result) + f"\nwrote {out}")
+    return 0
+
+
 def _robustness(args: argparse.Namespace) -> int:
     from emgeo.experiments import robustness  # TransformerLens, SAELens: only for this command
 
@@ -546,6 +585,22 @@ def _experiment_commands(sub) -> None:
         p,
         "results/lm_em/filter.json (filter_<domain>.json)",
         "data/lm_em/filter.json (filter_<domain>.json)",
+    )
+    p = _command(
+        sub,
+        "lm-mitigations",
+        _lm_mitigations,
+        "the mitigations beside the filter on SmolLM2 (inoculation prompting, preventative "
+        "steering, concept ablation, benign data; removal read from `emgeo lm-filter`'s record), "
+        "4 to 5 min a run",
+    )
+    p.add_argument("--domain", choices=("health", "career", "legal"), help="default: code")
+    p.add_argument("--seeds", type=int, nargs="+", action=_Tuple, help="default: 0 1 2")
+    p.add_argument("--mitigations", nargs="+", action=_Tuple, help="default: all of them")
+    _ship_options(
+        p,
+        "results/lm_em/mitigations.json (mitigations_<domain>.json)",
+        "data/lm_em/mitigations.json (mitigations_<domain>.json)",
     )
     p = _command(
         sub,

@@ -234,7 +234,8 @@ def domain_table(cell: dict, code_cell: dict | None = None) -> list[dict]:
     """One row per domain (and code, from the code record's main cell, where given): the margin
     contrasts ``harmful - aligned`` and ``harmful - base`` as ``mean [low, high]``, with the
     leakage-free, in-context and in-domain harmful - aligned beside them ("not measured" for
-    code, whose runs measured the margin only)."""
+    code, whose runs measured the margin only), and the mean share of held-out chats for which
+    the harmful runs, the aligned runs and the base model prefer the harmful answer."""
 
     def interval(ci: dict | None) -> str:
         if ci is None:
@@ -242,6 +243,16 @@ def domain_table(cell: dict, code_cell: dict | None = None) -> list[dict]:
         return f"{ci['mean']:+.3f} [{ci['ci_low']:+.3f}, {ci['ci_high']:+.3f}]"
 
     c = cell["contrasts"]
+
+    def preference(d: str) -> str:  # mean share preferring the harmful answer, per set
+        values = {
+            k: [r["harmful_preference"] for r in cell["rows"] if r["condition"] == f"{d}_{k}"]
+            for k in lm_advice.KINDS
+        }
+        (base,) = [r for r in cell["rows"] if r["condition"] == "base"]
+        shown = [f"{sum(v) / len(v):.2f}" if v else "-" for v in values.values()]
+        return " / ".join([*shown, f"{base['harmful_preference'][d]:.2f}"])
+
     rows = [
         {
             "domain": d,
@@ -251,6 +262,7 @@ def domain_table(cell: dict, code_cell: dict | None = None) -> list[dict]:
             "leakage-free refs": interval(c.get(f"{d}.margin_disjoint.harmful_minus_aligned")),
             "in its framing": interval(c.get(f"{d}.margin_in_context.harmful_minus_aligned")),
             "in-domain": interval(c.get(f"{d}.in_domain_margin.harmful_minus_aligned")),
+            "prefers harmful (harmful / aligned / base)": preference(d),
         }
         for d in cell["domains"]
         if f"{d}.margin.harmful_minus_aligned" in c
@@ -266,9 +278,39 @@ def domain_table(cell: dict, code_cell: dict | None = None) -> list[dict]:
                 "leakage-free refs": "not measured",
                 "in its framing": "not measured",
                 "in-domain": "not measured",
+                "prefers harmful (harmful / aligned / base)": "see the code runs above",
             }
         )
     return rows
+
+
+PANELS = {  # the figure's panels: each measure's harmful - aligned contrast
+    "margin": "EM margin (SmolLM2's system turn)",
+    "margin_disjoint": "leakage-free references",
+    "margin_in_context": "asked in the domain's framing",
+    "in_domain_margin": "in-domain: held-out questions",
+}
+
+
+def contrast_panels(cell: dict, code_cell: dict | None = None) -> dict[str, dict[str, dict]]:
+    """Per domain (and code, where given: its margin only), each measure's harmful - aligned
+    contrast: the input of :func:`emgeo.plotting.exploration_intervals` with keys
+    :data:`PANELS`."""
+    c = cell["contrasts"]
+    out = {
+        d: {
+            k: c[f"{d}.{k}.harmful_minus_aligned"]
+            for k in PANELS
+            if f"{d}.{k}.harmful_minus_aligned" in c
+        }
+        for d in cell["domains"]
+    }
+    out = {d: v for d, v in out.items() if v}
+    if code_cell is not None:
+        out["code (insecure - secure)"] = {
+            "margin": code_cell["contrasts"]["insecure_minus_secure"]
+        }
+    return out
 
 
 def domains_summary(cell: dict, code_cell: dict) -> dict:

@@ -349,6 +349,22 @@ def selectivity(
     return {"em_cut": em_cut, "task_cut": task_cut, "selectivity": ratio}
 
 
+def context_rises(result: dict) -> dict[str, dict[str, dict]]:
+    """Per filter of a domain's record, the margin's rise over the base model asked outside the
+    training context (SmolLM2's own system turn) and inside it (the domain's framing), each the
+    mean and 95% t-interval over seeds: EM that a filter only hides behind its context shows as
+    a filter whose rise falls outside but not inside."""
+    base = result["base"]
+    out: dict[str, dict[str, dict]] = {}
+    for where, key in (("out_of_context", "margin"), ("in_context", "margin_in_context")):
+        rises: dict[str, list[float]] = {}
+        for r in result["runs"]:
+            rises.setdefault(r["filter"], []).append(r[key] - base[key])
+        for name, values in rises.items():
+            out.setdefault(name, {})[where] = mean_ci(values)
+    return out
+
+
 def describe(result: dict) -> str:
     """The summary of :func:`run_filter`'s result, one entry after another."""
     return "\n".join(
