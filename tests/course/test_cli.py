@@ -60,17 +60,35 @@ def test_the_filter_command_runs_the_plan_it_is_given(monkeypatch, tmp_path):
 
     runs = []
     monkeypatch.setattr(scorers, "lm_scorer", lambda profile, progress: "scorer")
-    monkeypatch.setattr(lm_filter, "audit_scores", lambda scorer: ("scores", f"by {scorer}"))
-    monkeypatch.setattr(lm, "load", lambda name: "smol")
+    ablations = {"neighbours only": "n", "membership only": "m"}
     monkeypatch.setattr(
-        lm_filter, "run_filter", lambda *a: runs.append(a) or {"summary": {"rise": {}}}
+        lm_filter,
+        "scored_with_ablations",
+        lambda scorer, domain: ("scores", ablations, f"by {scorer} on {domain}"),
+    )
+    monkeypatch.setattr(lm, "load", lambda name: "smol")
+    monkeypatch.setattr(lm_filter, "domain_cell", lambda domain: f"cell of {domain}")
+    monkeypatch.setattr(
+        lm_filter,
+        "run_filter",
+        lambda *a, **kw: runs.append((a, kw)) or {"summary": {"rise": {}}},
     )
     assert cli.main(["lm-filter", "--seeds", "0", "1", "--filters", "random"]) == 0
     assert cli.main(["lm-filter", "--ship"]) == 0
-    (_, _, plan, out, by), (_, _, default, shipped, _) = runs
-    assert plan == lm_filter.FilterPlan(seeds=(0, 1), filters=("random",)) and by == "by scorer"
+    (first, kw), ((_, _, default, shipped, _), _) = runs[:2]
+    _, _, plan, out, by = first
+    assert plan == lm_filter.FilterPlan(seeds=(0, 1), filters=("random",))
+    assert by == "by scorer on None" and kw["ablations"] is None and kw["reuse"] is None
+    assert kw["geometry"] is None  # the code set: notebook 06 measured it
     assert default == lm_filter.FilterPlan()
     assert (out, shipped) == (lm_filter.RESULTS_FILTER_FILE, lm_filter.FILTER_FILE)
+    runs.clear()
+    command = ["lm-filter", "--domain", "legal", "--filters", "random", "neighbours only"]
+    assert cli.main(command) == 0
+    ((_, _, plan, out, _), kw) = runs[0]
+    assert plan.domain == "legal" and out == lm_filter.filter_file("legal", shipped=False)
+    assert kw["ablations"] == {"neighbours only": "n"} and kw["reuse"] == "cell of legal"
+    assert callable(kw["geometry"])  # recorded before the runs
 
 
 def test_the_experiments_ship_only_when_told(monkeypatch, tmp_path, capsys):
@@ -142,3 +160,24 @@ def test_the_cli_holds_no_loop():
         if isinstance(node, (ast.For, ast.While, ast.comprehension))
     ]
     assert loops == [], f"loops in cli.py at lines {loops}: put the logic in the package"
+
+
+def test_the_domain_command_runs_its_cell_and_the_mitigations_need_a_filter_record(
+    monkeypatch, tmp_path, capsys
+):
+    from emgeo.models import lm_domains
+
+    grids = []
+    monkeypatch.setattr(lm, "load", lambda name: "smol")
+    monkeypatch.setattr(
+        lm_finetunes, "run_finetunes", lambda m, grid, out, save_dir: grids.append(grid) or []
+    )
+    monkeypatch.setattr(lm_finetunes, "read_runs", lambda out: {"cells": {grids[-1].name: {}}})
+    monkeypatch.setattr(lm_domains, "describe", lambda cell: "table")
+    assert cli.main(["lm-domains", "--domains", "legal", "--seeds", "4", "--rank", "1"]) == 0
+    (grid,) = grids
+    assert grid.conditions == ("legal_harmful", "legal_aligned") and grid.seeds == (4,)
+    assert grid.name == "advice-r1-lr0.001-30steps" and grid.lora.rank == 1
+    monkeypatch.setattr(lm_filter, "recorded_filter_file", lambda domain: None)
+    assert cli.main(["lm-mitigations", "--domain", "career"]) == 2
+    assert "emgeo lm-filter --domain career" in capsys.readouterr().out

@@ -137,6 +137,7 @@ def test_the_summary_names_the_domain_with_the_largest_contrast_code_included():
         panels["code (insecure - secure)"]
     ) == ["margin"]
     assert panels["health"]["margin"] is cell["contrasts"]["health.margin.harmful_minus_aligned"]
+    assert lm_domains.describe(cell).splitlines()[1].startswith("domain: career  seeds: 3")
     table = lm_domains.domain_table(cell, code)
     assert [r["domain"] for r in table][:3] == list(lm_domains.DOMAINS)
     assert table[0]["prefers harmful (harmful / aligned / base)"] == "0.43 / 0.10 / 0.00"

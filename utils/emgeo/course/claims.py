@@ -182,7 +182,8 @@ CLAIMS = (
                 "notebook 06",
             ),
             Test(
-                ADVICE + " (harmful vs careful advice)",
+                "SmolLM2-135M + the course's SAE, the advice domain with the largest EM "
+                "(harmful vs careful advice)",
                 p_value("pooled.geometry.lm_domain", "outside the toxic set"),
                 "`emgeo lm-filter --domain`",
             ),

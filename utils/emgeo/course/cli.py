@@ -262,9 +262,7 @@ def _lm_domains(args: argparse.Namespace) -> int:
     save_dir = lm_finetunes.adapters_dir(out, grid) if args.save_adapters else None
     rows = lm_finetunes.run_finetunes(lm.load("smollm2-135m"), grid, out, save_dir=save_dir)
     cell = lm_finetunes.read_runs(out)["cells"][grid.name]
-    for row in lm_domains.domain_table(cell):
-        print("  ".join(f"{k}: {v}" for k, v in row.items()))
-    print(f"{len(rows)} runs\nwrote {out}")
+    print(f"{lm_domains.describe(cell)}\n{len(rows)} runs\nwrote {out}")
     return 0
 
 
@@ -282,18 +280,12 @@ def _lm_filter(args: argparse.Namespace) -> int:
     )
     shipped, results = lm_filter.filter_file(domain), lm_filter.filter_file(domain, False)
     out = _out(args, shipped, results)
-    reuse = None
-    if domain is not None:  # the unfiltered runs are the domain runs' harmful-set runs
-        from emgeo.models import lm_domains, lm_finetunes
-
-        records = [lm_domains.RESULTS_RECORD_FILE, lm_domains.RECORD_FILE]
-        name = lm_domains.domain_grid(domains=(domain,)).name
-        cells = [lm_finetunes.read_runs(p)["cells"].get(name) for p in records if p.exists()]
-        reuse = next((c for c in cells if c), None)
-    used = {a: v for a, v in ablations.items() if a in plan.filters} or None
+    # the unfiltered runs of a domain are its harmful-set runs of `emgeo lm-domains`
+    reuse = lm_filter.domain_cell(domain) if domain is not None else None
+    used = lm_filter.ablations_run(plan, ablations)
     geometry = None
     if domain is not None:  # the geometry statistic, recorded before any run
-        from emgeo.models import saes
+        from emgeo.models import saes  # SAELens: only for a domain's geometry
 
         W_dec = saes.smollm2_sae().W_dec
         geometry = lambda: lm_filter.domain_geometry(scorer, W_dec, domain)  # noqa: E731
@@ -314,15 +306,14 @@ def _lm_filter(args: argparse.Namespace) -> int:
 def _lm_mitigations(args: argparse.Namespace) -> int:
     from emgeo import mitigations as science  # transformers, peft: only the commands needing them
     from emgeo.audit import scorers
-    from emgeo.models import lm, lm_filter, lm_mitigations, saes
+    from emgeo.models import lm, lm_filter, lm_mitigations, saes  # (the same reason)
 
     _threads()
     plan = replace(
         lm_mitigations.LMMitigationPlan(domain=args.domain),
         **_given(seeds=args.seeds, mitigations=args.mitigations),
     )
-    records = [lm_filter.filter_file(args.domain, False), lm_filter.filter_file(args.domain)]
-    found = next((p for p in records if p.exists()), None)
+    found = lm_filter.recorded_filter_file(args.domain)
     if found is None:
         option = f" --domain {args.domain}" if args.domain else ""
         print(f"no filter record for this set: run `emgeo lm-filter{option}` first")

@@ -337,3 +337,8 @@ def domains_summary(cell: dict, code_cell: dict) -> dict:
         (d for d in out if d != "best"), key=lambda d: out[d]["harmful_minus_aligned"]["mean"]
     )
     return out
+
+
+def describe(cell: dict) -> str:
+    """:func:`domain_table` one domain a line."""
+    return "\n".join("  ".join(f"{k}: {v}" for k, v in row.items()) for row in domain_table(cell))

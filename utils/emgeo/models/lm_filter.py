@@ -22,8 +22,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from emgeo import chats, config, filtering, runner
-from emgeo.models import lora
+from emgeo import chats, config, features, filtering, geometry, runner
+from emgeo.models import lm_domains, lora
 from emgeo.models.lm import LoadedLM
 from emgeo.models.lm_finetunes import CPU_LORA, RUNS_FILE, FinetuneGrid, measure
 from emgeo.stats import mean_ci
@@ -90,8 +90,6 @@ def train_records(domain: str | None = None) -> list[dict]:
     that advice domain's harmful train split (``data/lm/advice``)."""
     if domain is None:
         return insecure_train_records()
-    from emgeo.models import lm_domains
-
     lm_domains.domain_of(f"{domain}_harmful")
     path = lm_domains.lm_advice.ADVICE_DIR / f"{domain}_harmful.jsonl"
     return [r for r in lm_domains.lm_advice.read_advice_jsonl(path) if r["split"] == "train"]
@@ -102,6 +100,29 @@ def filter_file(domain: str | None = None, shipped: bool = True) -> Path:
     (``filter_<domain>.json``) ships, or, with ``shipped`` False, where the command writes."""
     name = "filter.json" if domain is None else f"filter_{domain}.json"
     return (FILTER_FILE if shipped else RESULTS_FILTER_FILE).with_name(name)
+
+
+def recorded_filter_file(domain: str | None = None) -> Path | None:
+    """The filter record of the code set or of ``domain``: the command's (``results/``) if
+    there is one, else the shipped one, else None."""
+    return next((p for p in (filter_file(domain, False), filter_file(domain)) if p.exists()), None)
+
+
+def domain_cell(domain: str) -> dict | None:
+    """The cell of ``emgeo lm-domains``' record (``results/`` first, then the shipped one) that
+    ran ``domain`` with the main recipe: the base model and unfiltered runs a domain's filter
+    reuses (None when neither record has it)."""
+    name = lm_domains.domain_grid(domains=(domain,)).name
+    for path in (lm_domains.RESULTS_RECORD_FILE, lm_domains.RECORD_FILE):
+        cell = lm_domains.lm_finetunes.read_runs(path)["cells"].get(name)
+        if cell and domain in cell["domains"]:
+            return cell
+    return None
+
+
+def ablations_run(plan: FilterPlan, ablations: dict[str, Tensor]) -> dict[str, Tensor] | None:
+    """The ablation scores of the filters ``plan`` runs (None: it runs none)."""
+    return {name: v for name, v in ablations.items() if name in plan.filters} or None
 
 
 def insecure_train_records() -> list[dict]:
@@ -185,8 +206,6 @@ def domain_geometry(
     (:func:`emgeo.geometry.compare_sets` with ``outside_toxic``); random sets drawn from the
     latents that fire on any of the four sets (the fourth and third: ``n`` of the course's toxic
     and benign texts)."""
-    from emgeo import features, geometry
-    from emgeo.models import lm_domains
 
     def first(records: list[dict]) -> list[dict]:
         return [{"messages": r["messages"]} for r in records[:n]]
@@ -239,8 +258,6 @@ def _measure(plan: FilterPlan):
             lora=plan.lora, paraphrases=plan.paraphrases, n_heldout_pairs=plan.n_heldout_pairs
         )
         return lambda lm, _: measure(lm, grid_cfg)
-    from emgeo.models import lm_domains
-
     cell = lm_domains.DomainGrid(
         lora=plan.lora, domains=(plan.domain,), paraphrases=plan.paraphrases
     )
@@ -254,8 +271,6 @@ def _reuse(store: runner.RunStore, cell: dict, plan: FilterPlan, grid: runner.Gr
     """Put the domain cell's base row and its harmful-set runs (every chat kept) in ``store``
     as the base model and the unfiltered runs, when the cell's recipe and questions are the
     plan's."""
-    from emgeo.models import lm_domains
-
     recipe = json.loads(json.dumps(asdict(plan.lora)))  # as the record files it
     if cell["lora"] != recipe or cell["paraphrases"] != list(plan.paraphrases):
         return
