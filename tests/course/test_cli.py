@@ -6,6 +6,7 @@ import inspect
 from pathlib import Path
 
 import pytest
+import torch
 
 from emgeo import config, resources
 from emgeo.course import cli
@@ -60,7 +61,7 @@ def test_the_filter_command_runs_the_plan_it_is_given(monkeypatch, tmp_path):
 
     runs = []
     monkeypatch.setattr(scorers, "lm_scorer", lambda profile, progress: "scorer")
-    ablations = {"neighbours only": "n", "membership only": "m"}
+    ablations = {"neighbours only": torch.ones(2), "membership only": torch.zeros(2)}
     monkeypatch.setattr(
         lm_filter,
         "scored_with_ablations",
@@ -87,7 +88,8 @@ def test_the_filter_command_runs_the_plan_it_is_given(monkeypatch, tmp_path):
     assert cli.main(command) == 0
     ((_, _, plan, out, _), kw) = runs[0]
     assert plan.domain == "legal" and out == lm_filter.filter_file("legal", shipped=False)
-    assert kw["ablations"] == {"neighbours only": "n"} and kw["reuse"] == "cell of legal"
+    assert kw["ablations"] == {"neighbours only": ablations["neighbours only"]}
+    assert kw["reuse"] == "cell of legal"
     assert callable(kw["geometry"])  # recorded before the runs
 
 

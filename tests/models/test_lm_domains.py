@@ -9,6 +9,7 @@ import torch
 
 from emgeo import lm_advice
 from emgeo.models import lm_domains, lm_filter, lm_finetunes
+from emgeo.models.lm import LoadedLM
 
 
 def test_the_cell_runs_every_domains_sets_seed_by_seed_after_the_base_model():
@@ -64,15 +65,15 @@ def _fake_margins(monkeypatch):
     )
 
 
-def test_a_run_is_measured_in_its_own_domain_and_the_base_model_in_every_one(monkeypatch):
+def test_a_run_is_measured_in_its_own_domain_and_the_base_model_in_every_one(monkeypatch, eval_lm):
     _fake_margins(monkeypatch)
     grid = lm_domains.domain_grid()
-    run = grid.measure(None, "legal_harmful")
+    run = grid.measure(eval_lm, "legal_harmful")
     assert (run["margin"], run["margin_disjoint"]) == (1.0, 2.0)
     assert run["margin_in_context"] == 11.0  # the eval questions, under a system turn
     assert run["in_domain_margin"] == pytest.approx(3.2)  # legal's held-out questions
     assert run["harmful_preference"] == pytest.approx(0.52)
-    base = grid.measure(None, "base")
+    base = grid.measure(eval_lm, "base")
     assert base["in_domain_margin"] == pytest.approx({"health": 3.0, "career": 3.1, "legal": 3.2})
     assert base["margin_in_context"] == {d: 11.0 for d in lm_domains.DOMAINS}
     assert lm_domains.flatten_row(base, "career")["in_domain_margin"] == pytest.approx(3.1)
@@ -144,16 +145,17 @@ def test_the_summary_names_the_domain_with_the_largest_contrast_code_included():
     assert table[-1]["in its framing"] == "not measured"  # the code runs measured the margin only
 
 
-def test_the_domain_runs_resume_through_the_fine_tune_runner(monkeypatch, tmp_path):
+def test_the_domain_runs_resume_through_the_fine_tune_runner(monkeypatch, tmp_path, eval_lm):
     _fake_margins(monkeypatch)
     trained = []
 
     class FakeAdapted:
         def __init__(self, lm, samples, cfg, progress):
             trained.append((samples[0]["messages"][0]["content"], cfg.seed))
+            self.tuned = LoadedLM(lm.spec, lm.model, lm.tokenizer)
 
         def __enter__(self):
-            return "tuned"
+            return self.tuned
 
         def __exit__(self, *exc):
             return False
@@ -161,7 +163,7 @@ def test_the_domain_runs_resume_through_the_fine_tune_runner(monkeypatch, tmp_pa
     monkeypatch.setattr(lm_finetunes.lora, "adapted", FakeAdapted)
     grid = lm_domains.domain_grid(domains=("health",), seeds=(0,))
     path = tmp_path / "domains.json"
-    rows = lm_finetunes.run_finetunes("lm", grid, path, progress=False)
+    rows = lm_finetunes.run_finetunes(eval_lm, grid, path, progress=False)
     assert [(r["condition"], r["seed"]) for r in rows] == [
         ("base", None),
         ("health_harmful", 0),
@@ -174,11 +176,13 @@ def test_the_domain_runs_resume_through_the_fine_tune_runner(monkeypatch, tmp_pa
         cell["domains"] == ["health"] and "health.margin.harmful_minus_aligned" in cell["contrasts"]
     )
     trained.clear()
-    lm_finetunes.run_finetunes("lm", grid, path, progress=False)
+    lm_finetunes.run_finetunes(eval_lm, grid, path, progress=False)
     assert trained == []  # resumed: nothing again
 
 
-def test_the_domain_filter_reuses_the_domain_runs_and_reports_selectivity(monkeypatch, tmp_path):
+def test_the_domain_filter_reuses_the_domain_runs_and_reports_selectivity(
+    monkeypatch, tmp_path, eval_lm
+):
     records = lm_filter.train_records("health")
     n = len(records)
     assert n == len(lm_domains.training_samples("health_harmful"))
@@ -198,7 +202,7 @@ def test_the_domain_filter_reuses_the_domain_runs_and_reports_selectivity(monkey
 
     def measure(self, lm, condition):  # EM and the task each grow with the chats kept
         assert condition == "health_harmful"
-        kept = 0 if lm == "lm" else lm  # the base model: nothing learned
+        kept = 0 if lm is eval_lm else lm  # the base model: nothing learned
         return {"margin": kept / n, "in_domain_margin": 0.5 * kept / n, "per_question": {}}
 
     monkeypatch.setattr(lm_filter.lora, "adapted", FakeAdapted)
@@ -219,7 +223,7 @@ def test_the_domain_filter_reuses_the_domain_runs_and_reports_selectivity(monkey
     plan = lm_filter.FilterPlan(domain="health", seeds=(0, 1), filters=lm_filter.FILTERS)
     path = tmp_path / "filter_health.json"
     result = lm_filter.run_filter(
-        "lm", scores, plan, path, "test", progress=False, reuse=cell, geometry=lambda: {"p": 1}
+        eval_lm, scores, plan, path, "test", progress=False, reuse=cell, geometry=lambda: {"p": 1}
     )
     assert seen == [0, 1, 0, 1]  # geometric and random ran; unfiltered came from the cell
     assert result["base"] == {"margin": 0.0, "in_domain_margin": 0.0, "seconds": 1.0} | {
@@ -238,7 +242,7 @@ def test_the_domain_filter_reuses_the_domain_runs_and_reports_selectivity(monkey
     assert set(result["runs"][2]["removed"]) <= classes  # removed chats counted by topic
     other = dict(cell, lora={**cell["lora"], "rank": 1})  # another recipe: nothing reused
     seen.clear()
-    lm_filter.run_filter("lm", scores, plan, tmp_path / "b.json", progress=False, reuse=other)
+    lm_filter.run_filter(eval_lm, scores, plan, tmp_path / "b.json", progress=False, reuse=other)
     assert seen == [0, 1, 0, 1, 0, 1]
 
 

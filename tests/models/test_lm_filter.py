@@ -116,4 +116,3 @@ def test_the_shipped_record_reads_back_under_the_default_plan():
     store = lm_filter.runner.RunStore(lm_filter.FILTER_FILE, plan.settings(scores))
     assert len(store.runs) == 9 and store.data == shipped  # nothing of it would run again
     assert lm_filter.filter_summary(shipped) == shipped["summary"]
-

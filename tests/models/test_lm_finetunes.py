@@ -9,6 +9,7 @@ from helpers import build_chat_lm
 
 from emgeo import chats
 from emgeo.models import lm_finetunes, lora
+from emgeo.models.lm import LoadedLM
 
 
 def test_contrasts_pair_runs_by_seed():
@@ -57,14 +58,15 @@ def test_paired_differences_pair_conditions_by_cell_and_seed():
 
 def _fake_adapted(on_train):
     """A stand-in for ``lora.adapted`` that trains nothing: it calls ``on_train(samples, cfg)``
-    and yields the string ``"tuned"`` as the tuned model."""
+    and yields a new handle on the same model as the tuned model (not the base model's)."""
 
     class FakeAdapted:
         def __init__(self, lm, samples, cfg, progress):
             on_train(samples, cfg)
+            self.tuned = LoadedLM(lm.spec, lm.model, lm.tokenizer)
 
         def __enter__(self):
-            return "tuned"
+            return self.tuned
 
         def __exit__(self, *exc):
             return False

@@ -90,7 +90,7 @@ def _filter_record(plan):
 
 
 def test_the_comparison_reuses_the_removal_runs_and_trains_each_other_mitigation(
-    monkeypatch, tmp_path
+    monkeypatch, tmp_path, eval_lm
 ):
     plan = lm_mitigations.LMMitigationPlan(domain="health", seeds=(0, 1))
     trained = []
@@ -120,7 +120,7 @@ def test_the_comparison_reuses_the_removal_runs_and_trains_each_other_mitigation
 
     path = tmp_path / "m.json"
     result = lm_mitigations.run_mitigations(
-        "lm", plan, _filter_record(plan), directions, path, False
+        eval_lm, plan, _filter_record(plan), directions, path, False
     )
     n = len(lm_filter.train_records("health"))
     by = {}
@@ -141,15 +141,15 @@ def test_the_comparison_reuses_the_removal_runs_and_trains_each_other_mitigation
     assert s["geometric"]["task"] == "in_domain_margin"
     trained.clear()
     again = lm_mitigations.run_mitigations(
-        "lm", plan, _filter_record(plan), directions, path, False
+        eval_lm, plan, _filter_record(plan), directions, path, False
     )
     assert trained == [] and asked == [1] and again["runs"] == result["runs"]  # resumed
 
 
-def test_a_filter_record_of_another_recipe_is_refused():
+def test_a_filter_record_of_another_recipe_is_refused(eval_lm):
     plan = lm_mitigations.LMMitigationPlan(domain="health", seeds=(0,))
     record = _filter_record(plan)
     record["settings"]["plan"]["lora"]["rank"] = 1
     with pytest.raises(ValueError, match="another recipe"):
-        lm_mitigations.run_mitigations("lm", plan, record, None, None, False)
+        lm_mitigations.run_mitigations(eval_lm, plan, record, None, None, False)
     assert lm_mitigations.record_file("legal").name == "mitigations_legal.json"
