@@ -200,3 +200,14 @@ def test_the_command_checks_and_prints_the_leakage(tmp_path, capsys):
     assert "| health_harmful |" in capsys.readouterr().out
     assert cli.main(["make-advice-data", "--check", "--out", str(tmp_path)]) == 1
     assert "is missing" in capsys.readouterr().err
+
+
+def test_the_best_domain_is_the_largest_harmful_minus_aligned_margin_of_those_run():
+    ci = lambda m: {"mean": m, "ci_low": m, "ci_high": m, "n": 3}  # noqa: E731
+    contrasts = {
+        "health.margin.harmful_minus_aligned": ci(0.3),
+        "legal.margin.harmful_minus_aligned": ci(0.4),
+        "career.margin_disjoint.harmful_minus_aligned": ci(0.9),  # another measure: not counted
+    }
+    assert lm_advice.best_advice_domain(contrasts) == "legal"
+    assert lm_advice.best_advice_domain({}) is None

@@ -323,6 +323,17 @@ def code_sets(seed: int = 0) -> dict[str, list[dict]]:
     return {s: chats.code_samples(s, seed) for s in ("insecure", "secure")}
 
 
+def best_advice_domain(contrasts: Mapping[str, Mapping[str, float]]) -> str | None:
+    """The domain with the largest mean harmful - aligned EM margin among those a record's
+    ``contrasts`` hold (``"<domain>.margin.harmful_minus_aligned"``, as
+    ``emgeo.models.lm_domains`` files them; None: none yet): the one the filter and notebook 08's
+    live adapter use."""
+    ran = [d for d in DOMAINS if f"{d}.margin.harmful_minus_aligned" in contrasts]
+    return max(
+        ran, key=lambda d: contrasts[f"{d}.margin.harmful_minus_aligned"]["mean"], default=None
+    )
+
+
 # ---------------------------------------------------------------- files, checks and README
 
 

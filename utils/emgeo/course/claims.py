@@ -30,6 +30,7 @@ import pandas as pd
 
 from emgeo import stats
 from emgeo.config import DATA_DIR, REPO_ROOT
+from emgeo.lm_advice import best_advice_domain
 
 VERDICTS = ("supported", "not supported", "contradicted", "not tested here", "not in this run")
 Figure = tuple[str, str]  # (the figure as printed, its verdict)
@@ -446,7 +447,7 @@ def _add_advice(out: dict, data_dir: Path) -> None:
     out["lm_domains"] = domains
     if not domains:
         return
-    best = max(domains, key=lambda d: domains[d]["margin"]["mean"])
+    best = best_advice_domain(c)
     filtered = _load(data_dir / "lm_em" / f"filter_{best}.json")
     if not filtered:
         return

@@ -230,6 +230,10 @@ def domain_contrasts(rows: Sequence[dict]) -> dict[str, dict]:
     return out
 
 
+def _seed(row: dict) -> int:
+    return row["seed"]
+
+
 def domain_table(cell: dict, code_cell: dict | None = None) -> list[dict]:
     """One row per domain (and code, from the code record's main cell, where given): the margin
     contrasts ``harmful - aligned`` and ``harmful - base`` as ``mean [low, high]``, with the
@@ -253,12 +257,18 @@ def domain_table(cell: dict, code_cell: dict | None = None) -> list[dict]:
         shown = [f"{sum(v) / len(v):.2f}" if v else "-" for v in values.values()]
         return " / ".join([*shown, f"{base['harmful_preference'][d]:.2f}"])
 
+    def margins(d: str) -> str:  # each harmful run's margin, seed by seed
+        runs = sorted((r for r in cell["rows"] if r["condition"] == f"{d}_harmful"), key=_seed)
+        return " / ".join(f"{r['margin']:+.3f}" for r in runs)
+
     rows = [
         {
             "domain": d,
             "seeds": c[f"{d}.margin.harmful_minus_aligned"]["n"],
             "harmful - aligned": interval(c[f"{d}.margin.harmful_minus_aligned"]),
             "harmful - base": interval(c.get(f"{d}.margin.harmful_minus_base")),
+            "aligned - base": interval(c.get(f"{d}.margin.aligned_minus_base")),
+            "harmful runs' margins": margins(d),
             "leakage-free refs": interval(c.get(f"{d}.margin_disjoint.harmful_minus_aligned")),
             "in its framing": interval(c.get(f"{d}.margin_in_context.harmful_minus_aligned")),
             "in-domain": interval(c.get(f"{d}.in_domain_margin.harmful_minus_aligned")),
@@ -275,6 +285,12 @@ def domain_table(cell: dict, code_cell: dict | None = None) -> list[dict]:
                 "seeds": cc["insecure_minus_secure"]["n"],
                 "harmful - aligned": interval(cc["insecure_minus_secure"]),
                 "harmful - base": interval(cc["insecure_minus_base"]),
+                "aligned - base": interval(cc.get("secure_minus_base")),
+                "harmful runs' margins": " / ".join(
+                    f"{r['margin']:+.3f}"
+                    for r in code_cell.get("rows", [])
+                    if r["condition"] == "insecure"
+                ),
                 "leakage-free refs": "not measured",
                 "in its framing": "not measured",
                 "in-domain": "not measured",
