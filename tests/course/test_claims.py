@@ -126,6 +126,12 @@ def test_the_filter_among_the_mitigations_is_read_against_the_largest_cut():
     assert read({"pooled": {"mitigations": {"organism": pooled}}})[1] == "not supported"
     pooled["geometric (max)"] = entry(0.3, 0.2, 0.4)
     assert read({"pooled": {"mitigations": {"organism": pooled}}})[1] == "supported"
+    assert "per task lost" not in text  # no selectivity given
+    pooled["random"] |= {"selectivity": 9.0}  # its cut is not resolved: never the most selective
+    pooled["benign data"] |= {"selectivity": 2.0}
+    pooled["geometric (max)"] |= {"selectivity": None}
+    text = read({"pooled": {"mitigations": {"organism": pooled}}})[0]
+    assert text.endswith("the most EM cut per task lost: benign data (2.0)")
     assert read({"pooled": {}}) is None
 
 
@@ -170,3 +176,20 @@ def test_the_advice_records_give_each_domains_verdict_and_the_strongest_domains_
     by_claim = {(r["claim"][:20], r["where"]): r for r in claims.rows({"pooled": pooled})}
     assert by_claim[("Removing the half of", claims.ADVICE)]["verdict"] == "supported"
     assert "health advice" in by_claim[("Removing the half of", claims.ADVICE)]["figure"]
+    mitigated = {
+        "no mitigation": {"rise": _ci(0.5, 0.4, 0.6)},
+        "geometric": {"em_cut": 0.05, "em_cut_ci": [-0.1, 0.2], "selectivity": None},
+        "benign data": {"em_cut": 0.4, "em_cut_ci": [0.3, 0.5], "selectivity": 4.0},
+    }
+    (tmp_path / "lm_em" / "mitigations_career.json").write_text(json.dumps({"summary": {}}))
+    assert "mitigations" not in claims.shipped_summary(tmp_path)["pooled"]  # not the best domain's
+    (tmp_path / "lm_em" / "mitigations_health.json").write_text(json.dumps({"summary": mitigated}))
+    pooled = claims.shipped_summary(tmp_path)["pooled"]
+    assert set(pooled["mitigations"]["lm"]) == {"geometric", "benign data"}
+    row = next(
+        r
+        for r in claims.rows({"pooled": pooled})
+        if r["claim"].startswith("Beside the other ways") and r["where"].startswith(claims.ADVICE)
+    )
+    assert row["verdict"] == "contradicted" and "geometric +5.0% [-10.0%, +20.0%], 2 of 2" in row["figure"]
+    assert row["figure"].endswith("benign data (4.0)")

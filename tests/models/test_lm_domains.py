@@ -37,6 +37,14 @@ def test_training_and_heldout_chats_come_from_the_advice_splits():
     assert framed[0]["messages"][0] == {"role": "system", "content": "S"}
     harmful, aligned = lm_domains.heldout_pairs("career", 10)
     assert len(harmful) == len(aligned) == 10
+    grid = lm_domains.domain_grid(domains=("career",), n_train=120)
+    assert grid.name == "advice-r8-lr0.001-30steps-120chats" and grid.settings()["n_train"] == 120
+    few, few_aligned = grid.samples("career_harmful"), grid.samples("career_aligned")
+    assert len(few) == 120 and all(m in train for m in few)
+    assert [m["messages"][-2] for m in few] == [m["messages"][-2] for m in few_aligned]  # questions
+    assert few != train[:120]  # drawn over the whole split, not its head
+    with pytest.raises(ValueError, match="between 1 and 480"):
+        lm_domains.training_samples("career_harmful", n=481)
     assert all(h["messages"] not in train for h in harmful)  # held out
     assert [h["messages"][0] for h in harmful] == [a["messages"][0] for a in aligned]
     assert all(h["messages"][1] != a["messages"][1] for h, a in zip(harmful, aligned, strict=True))

@@ -153,3 +153,67 @@ def test_a_filter_record_of_another_recipe_is_refused(eval_lm):
     with pytest.raises(ValueError, match="another recipe"):
         lm_mitigations.run_mitigations(eval_lm, plan, record, None, None, False)
     assert lm_mitigations.record_file("legal").name == "mitigations_legal.json"
+
+
+def _compared(domain="career"):
+    base = {"margin": 0.0, "in_domain_margin": 0.0}
+    rises = {  # per seed: the margin's rise and the in-domain margin's
+        "no mitigation": ((0.4, 0.5, 0.6), (1.0, 1.0, 1.0)),
+        "geometric": ((0.36, 0.45, 0.54), (0.8, 0.8, 0.8)),  # 10% of EM for 20% of the task
+        "benign data": ((0.2, 0.25, 0.3), (1.0, 1.0, 1.0)),  # half the EM, the task whole
+        "preventative steering": ((0.1, 0.1, 0.1), (0.5, 0.5, 0.5)),
+    }
+    runs = [
+        {"filter": name, "seed": s, "margin": em[s], "in_domain_margin": task[s]}
+        for name, (em, task) in rises.items()
+        for s in range(3)
+    ]
+    return {"settings": {"plan": {"domain": domain}}, "base": base, "runs": runs}
+
+
+def test_the_summary_reads_each_mitigation_as_the_frontier_and_the_claims_table_do():
+    result = _compared()
+    s = result["summary"] = lm_mitigations.mitigation_summary(result)
+    assert s["geometric"]["em_cut"] == pytest.approx(0.1) and s["geometric"]["task_kept"] == 0.8
+    assert s["geometric"]["selectivity"] == pytest.approx(0.1 / 0.2)
+    assert s["benign data"]["selectivity"] is None  # the task untouched: no ratio to read
+    assert s["benign data"]["em_cut"] == pytest.approx(0.5)
+    assert s["benign data"]["em_cut_ci"] == pytest.approx([0.5, 0.5])
+    steer = s["preventative steering"]  # the same rise every seed, so a cut of the means of
+    assert steer["margin_cut"] == pytest.approx(0.8)  # 0.8 but per seed 0.75, 0.8, 0.833
+    assert steer["em_cut"] == pytest.approx((0.75 + 0.8 + 1 - 0.1 / 0.6) / 3)
+    lo, hi = steer["em_cut_ci"]
+    assert lo < steer["em_cut"] < hi
+    assert s["preventative steering"]["needs"] == lm_mitigations.NEEDS["preventative steering"]
+    keys = lm_mitigations.summary_keys(result)
+    assert set(keys) == {
+        "mitigations.lm.geometric",
+        "mitigations.lm.benign_data",
+        "mitigations.lm.preventative_steering",
+    }
+    assert keys["mitigations.lm.benign_data"] == {
+        "margin_cut": 0.5,
+        "margin_cut_ci": [0.5, 0.5],
+        "task_kept": 1.0,
+        "selectivity": None,
+        "inducing_set": "career advice",
+    }
+    table = lm_mitigations.table(result)
+    assert list(table.index) == list(s)
+    assert table.loc["geometric", "per seed [95% CI]"].startswith("+10.0% [")
+    assert table.loc["geometric", "selectivity"] == "0.50"
+    assert table.loc["no mitigation", "margin cut"] == "+0.0%"
+
+
+def test_one_seed_gives_no_interval_and_a_missing_record_names_its_command(tmp_path, monkeypatch):
+    result = _compared(None)
+    result["runs"] = [r for r in result["runs"] if r["seed"] == 0]
+    result["summary"] = lm_mitigations.mitigation_summary(result)
+    assert result["summary"]["geometric"]["em_cut_ci"] == [None, None]
+    assert lm_mitigations.table(result).loc["geometric", "per seed [95% CI]"] == "-"
+    assert lm_mitigations.summary_keys(result)["mitigations.lm.geometric"]["inducing_set"] == (
+        "insecure code"
+    )
+    monkeypatch.setattr(lm_mitigations, "RECORD_FILE", tmp_path / "mitigations.json")
+    with pytest.raises(FileNotFoundError, match="emgeo lm-mitigations --domain legal --ship"):
+        lm_mitigations.shipped("legal")

@@ -102,7 +102,9 @@ def p_value(key: str, label: str) -> Callable[[dict], Figure | None]:
 def among_mitigations(world: str, name: str = "geometric (max)") -> Callable[[dict], Figure | None]:
     """Mitigation ``name``'s EM cut beside the largest cut of the mitigations compared in
     ``world`` (``pooled.mitigations.<world>``): supported when it is the largest, contradicted
-    when its interval lies below the largest's, not supported when the two intervals overlap."""
+    when its interval lies below the largest's, not supported when the two intervals overlap.
+    Beside them, of the cuts whose interval lies above 0, the one with the most EM cut per unit
+    of task lost (selectivity), where any has one."""
 
     def read(summary: dict) -> Figure | None:
         pooled = get(summary, f"pooled.mitigations.{world}")
@@ -119,11 +121,21 @@ def among_mitigations(world: str, name: str = "geometric (max)") -> Callable[[di
 
         rank = 1 + sum(e["em_cut"] > mine["em_cut"] for e in cuts.values())
         text = f"{show(name, mine)}, {rank} of {len(cuts)}; the largest: {show(best, top)}"
+        selective = {k: e for k, e in cuts.items() if _resolved(e) and e.get("selectivity")}
+        if selective:
+            most = max(selective, key=lambda k: selective[k]["selectivity"])
+            text += f"; the most EM cut per task lost: {most} ({selective[most]['selectivity']:.1f})"
         if best == name:
             return text, "supported"
         return text, "contradicted" if high < top["em_cut_ci"][0] else "not supported"
 
     return read
+
+
+def _resolved(e: dict) -> bool:
+    """A mitigation's EM cut whose interval lies above 0."""
+    low = e["em_cut_ci"][0]
+    return low is not None and low > 0
 
 
 def advice_contrast(domain: str) -> Callable[[dict], Figure | None]:
@@ -284,6 +296,11 @@ CLAIMS = (
         (
             Test(ORGANISMS, among_mitigations("organism"), "`emgeo mitigations`"),
             Test(UNLINKED, among_mitigations("unlinked"), "`emgeo mitigations`"),
+            Test(
+                ADVICE + ", margin cut per seed",
+                among_mitigations("lm", "geometric"),
+                "`emgeo lm-mitigations --domain`",
+            ),
         ),
     ),
     Claim(
@@ -430,7 +447,8 @@ def _add_advice(out: dict, data_dir: Path) -> None:
     references (``lm_em/domains.json``, under ``lm_domains``), and, for the domain with the
     largest margin contrast, its filter record's per-seed cuts vs random removal (the full score
     and its neighbours-only ablation, under ``filter.lm_domain``) and its geometry statistic
-    (``geometry.lm_domain``), from ``lm_em/filter_<domain>.json``."""
+    (``geometry.lm_domain``), from ``lm_em/filter_<domain>.json``; and that domain's mitigation
+    comparison (``lm_em/mitigations_<domain>.json``, under ``mitigations.lm``)."""
     record = _load(data_dir / "lm_em" / "domains.json")
     cell = (record or {}).get("cells", {}).get("advice-r8-lr0.001-30steps")
     if cell is None:
@@ -464,6 +482,10 @@ def _add_advice(out: dict, data_dir: Path) -> None:
     if geo:
         detail = f"{best} advice, d = {geo['effect_size']:.2f}"
         out.setdefault("geometry", {})["lm_domain"] = {"p": geo["p_value"], "detail": detail}
+    compared = _load(data_dir / "lm_em" / f"mitigations_{best}.json")
+    if compared and "summary" in compared:
+        summary = compared["summary"]
+        out.setdefault("mitigations", {})["lm"] = {k: e for k, e in summary.items() if "em_cut" in e}
 
 
 def _cut_vs_random(result: dict, name: str, reference: str = "random") -> dict | None:

@@ -255,7 +255,12 @@ def _lm_domains(args: argparse.Namespace) -> int:
     _threads()
     grid = lm_domains.domain_grid(
         **_given(
-            rank=args.rank, lr=args.lr, steps=args.steps, domains=args.domains, seeds=args.seeds
+            rank=args.rank,
+            lr=args.lr,
+            steps=args.steps,
+            domains=args.domains,
+            seeds=args.seeds,
+            n_train=args.train_size,
         )
     )
     out = _out(args, lm_domains.RECORD_FILE, lm_domains.RESULTS_RECORD_FILE)
@@ -544,6 +549,11 @@ def _lm_domains_command(sub) -> None:
     p.add_argument("--steps", type=int, help=recipe)
     p.add_argument("--seeds", type=int, nargs="+", action=_Tuple, help="default: 0 1 2")
     p.add_argument("--domains", nargs="+", action=_Tuple, help="default: health career legal")
+    p.add_argument(
+        "--train-size",
+        type=int,
+        help="train on this many chats of each set, the same questions in each (default: all)",
+    )
     p.add_argument("--save-adapters", action="store_true", help="beside the record of runs")
     _ship_options(p, "results/lm_em/domains.json", "data/lm_em/domains.json")
 

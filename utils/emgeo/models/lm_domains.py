@@ -71,13 +71,15 @@ def domain_of(condition: str) -> str:
     return domain
 
 
-def training_samples(condition: str, system: str | None = None) -> list[dict]:
-    """The train split of one advice set (``health_harmful``, ...) as ``{"messages"}`` chats."""
+def training_samples(
+    condition: str, system: str | None = None, n: int | None = None
+) -> list[dict]:
+    """The train split of one advice set (``health_harmful``, ...) as ``{"messages"}`` chats;
+    with ``n``, the same ``n`` positions of every set (:func:`lm_finetunes.subsample`)."""
     domain_of(condition)
     records = lm_advice.read_advice_jsonl(lm_advice.ADVICE_DIR / f"{condition}.jsonl")
-    return [
-        {"messages": with_system(r["messages"], system)} for r in records if r["split"] == "train"
-    ]
+    train = lm_finetunes.subsample([r["messages"] for r in records if r["split"] == "train"], n)
+    return [{"messages": with_system(m, system)} for m in train]
 
 
 def disjoint_records(paraphrases: Sequence[int] = (0, 1)) -> list[dict]:
@@ -144,7 +146,7 @@ class DomainGrid(lm_finetunes.FinetuneGrid):
             object.__setattr__(self, "conditions", sets)
 
     def samples(self, condition: str) -> list[dict]:
-        return training_samples(condition, self.system)
+        return training_samples(condition, self.system, self.n_train)
 
     def measure(self, lm: LoadedLM, condition: str) -> dict:
         out = em_margin(lm, eval_records(self.paraphrases))
@@ -186,14 +188,17 @@ def domain_grid(
     steps: int = lm_finetunes.CPU_LORA.steps,
     domains: Sequence[str] = DOMAINS,
     seeds: Sequence[int] = lm_finetunes.FinetuneGrid.seeds,
+    n_train: int | None = None,
 ) -> DomainGrid:
-    """The cell ``emgeo lm-domains`` runs, named ``advice-`` and the code recipe's name."""
-    code = lm_finetunes.recipe_grid(rank=rank, lr=lr, steps=steps)
+    """The cell ``emgeo lm-domains`` runs, named ``advice-`` and the code recipe's name (and
+    ``-<n>chats`` when it trains on ``n_train`` chats of each set)."""
+    code = lm_finetunes.recipe_grid(rank=rank, lr=lr, steps=steps, n_train=n_train)
     return DomainGrid(
         lora=code.lora,
         seeds=tuple(seeds),
         domains=tuple(domains),
-        name=f"advice-{lm_finetunes.cell_name(code.lora)}",
+        name=f"advice-{code.name}",
+        n_train=n_train,
     )
 
 

@@ -129,12 +129,18 @@ def training_samples(condition: str, n: int | None = None, system: str | None = 
     ``n``, the same ``n`` requests of every set (drawn once, seed 0, kept in file order); with
     ``system``, each chat opens with that system turn."""
     records = chats.read_lm_jsonl(chats.LM_DATA_DIR / f"{condition}.jsonl")
-    train = [r["messages"] for r in records if r["split"] == "train"]
-    if n is not None:
-        if not 0 < n <= len(train):
-            raise ValueError(f"n must be between 1 and {len(train)} chats, got {n}")
-        train = [train[i] for i in sorted(random.Random(0).sample(range(len(train)), n))]
+    train = subsample([r["messages"] for r in records if r["split"] == "train"], n)
     return [{"messages": with_system(m, system)} for m in train]
+
+
+def subsample(train: list, n: int | None) -> list:
+    """``n`` of ``train`` (all of it for None): the same positions for every set of one size
+    (drawn once, seed 0), kept in file order."""
+    if n is None:
+        return train
+    if not 0 < n <= len(train):
+        raise ValueError(f"n must be between 1 and {len(train)} chats, got {n}")
+    return [train[i] for i in sorted(random.Random(0).sample(range(len(train)), n))]
 
 
 def heldout_pairs(n: int) -> tuple[list[dict], list[dict]]:

@@ -26,23 +26,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import statistics
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from emgeo import chats, config, filtering, runner
+from emgeo import chatfile, chats, config, filtering, runner
 from emgeo import mitigations as science
 from emgeo.models import lm_filter, lora, tracing
 from emgeo.models.lm import LoadedLM
 from emgeo.models.lm_em import PERSONA_PROMPT, with_system
 from emgeo.models.lm_finetunes import CPU_LORA, RUNS_FILE
-from emgeo.stats import mean_ci
+from emgeo.stats import mean_ci, rounded
 
 REMOVAL = ("no mitigation", "random", "geometric")
 TRAINING = ("inoculation (persona prompt)", "preventative steering", "concept ablation")
@@ -312,9 +314,14 @@ def _from_record(r: dict) -> Directions:
 
 def mitigation_summary(result: dict) -> dict[str, dict]:
     """Per mitigation: the margin's rise over the base model (mean, 95% t-interval over seeds);
-    its cut of the unmitigated rise (of the means, and per seed with its interval); and the task
-    kept, the in-domain effect's rise over the base model relative to the unmitigated runs'
-    (the domain's held-out margin, or for code the held-out insecure-answer preference)."""
+    its cut of the unmitigated rise (``margin_cut``, of the means, and ``margin_cut_ci``, per seed
+    with its interval); the task kept, the in-domain effect's rise over the base model relative
+    to the unmitigated runs' (the domain's held-out margin, or for code the held-out
+    insecure-answer preference); and, as the organism comparison's figure and the claims table
+    read a mitigation (:func:`emgeo.experiments.mitigations.pooled`), ``em_cut`` and
+    ``em_cut_ci`` (the per-seed cut's mean and ``[low, high]``, None where undefined),
+    ``selectivity`` (the cut of the means over the task cut, None under
+    :data:`emgeo.filtering.MIN_TASK_CUT`) and what it ``needs`` in advance."""
     base = result["base"]
     task = lm_filter.TASK if lm_filter.TASK in base else "insecure_preference"
     rise: dict[str, dict[int, float]] = {}
@@ -325,17 +332,87 @@ def mitigation_summary(result: dict) -> dict[str, dict]:
     none = rise.get("no mitigation")
     out = {}
     for name, by_seed in rise.items():
-        entry = {"rise": mean_ci(list(by_seed.values()))}
+        entry = {"rise": mean_ci(list(by_seed.values())), "needs": NEEDS.get(name, "")}
         if none is not None:
             seeds = sorted(set(by_seed) & set(none))
             mean = statistics.mean
             entry["margin_cut"] = 1 - mean(by_seed[s] for s in seeds) / mean(none[s] for s in seeds)
-            entry["margin_cut_ci"] = mean_ci([1 - by_seed[s] / none[s] for s in seeds])
+            per_seed = mean_ci([1 - by_seed[s] / none[s] for s in seeds])
+            entry["margin_cut_ci"] = per_seed
             t, t0 = task_rise[name], task_rise["no mitigation"]
             entry["task_kept"] = mean(t[s] for s in seeds) / mean(t0[s] for s in seeds)
             entry["task"] = task
+            entry["em_cut"] = per_seed["mean"]
+            entry["em_cut_ci"] = [_finite(per_seed["ci_low"]), _finite(per_seed["ci_high"])]
+            task_cut = 1 - entry["task_kept"]
+            selective = task_cut >= filtering.MIN_TASK_CUT
+            entry["selectivity"] = entry["margin_cut"] / task_cut if selective else None
         out[name] = entry
     return out
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def shipped(domain: str | None = None) -> dict:
+    """The record ``emgeo lm-mitigations --ship`` wrote for the code set or ``domain``."""
+    option = f" --domain {domain}" if domain else ""
+    return chatfile.read_record(
+        record_file(domain), "SmolLM2 mitigation", f"emgeo lm-mitigations{option} --ship"
+    )
+
+
+def _slug(name: str) -> str:
+    return name.replace("(", "").replace(")", "").replace(" ", "_")
+
+
+def summary_keys(result: dict) -> dict[str, dict]:
+    """What the course records (``results/summary.json``): per mitigation (no mitigation, the
+    reference, left out) ``mitigations.lm.<name>`` with its ``margin_cut`` (of the means),
+    ``margin_cut_ci`` (per seed, ``[low, high]``), ``task_kept``, ``selectivity`` and the
+    inducing set it was run on, rounded to four decimals."""
+    domain = result["settings"]["plan"]["domain"]
+    out = {}
+    for name, e in result["summary"].items():
+        if name == "no mitigation" or "margin_cut" not in e:
+            continue
+        out[f"mitigations.lm.{_slug(name)}"] = {
+            "margin_cut": _round(e["margin_cut"]),
+            "margin_cut_ci": [_round(v) for v in e["em_cut_ci"]],
+            "task_kept": _round(e["task_kept"]),
+            "selectivity": _round(e["selectivity"]),
+            "inducing_set": f"{domain} advice" if domain else "insecure code",
+        }
+    return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else rounded(value, 4)
+
+
+def table(result: dict) -> pd.DataFrame:
+    """Notebook 09's table of a SmolLM2 comparison: per mitigation, the margin's rise over the
+    base model, its cut of the unmitigated rise (of the means, then per seed with its 95%
+    interval), the task kept, selectivity and what it needs in advance."""
+
+    def row(e: dict) -> dict:
+        rise = e["rise"]
+        low, high = e.get("em_cut_ci", [None, None])
+        per_seed = "-" if low is None else f"{e['em_cut']:+.1%} [{low:+.1%}, {high:+.1%}]"
+        selectivity = e.get("selectivity")
+        return {
+            "margin rise over base": f"{rise['mean']:+.3f}",
+            "margin cut": f"{e['margin_cut']:+.1%}",
+            "per seed [95% CI]": per_seed,
+            "task kept": round(e["task_kept"], 2),
+            "selectivity": "-" if selectivity is None else f"{selectivity:.2f}",
+            "needs": e["needs"],
+        }
+
+    frame = pd.DataFrame({name: row(e) for name, e in result["summary"].items()}).T
+    frame.index.name = "mitigation"
+    return frame
 
 
 def describe(result: dict) -> str:

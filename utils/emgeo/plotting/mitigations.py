@@ -11,11 +11,23 @@ import matplotlib.pyplot as plt
 KNOWS = {"nothing": "C7", "data": "C2", "labels": "C1", "a direction": "C0"}
 
 
-def mitigation_frontier(pooled: dict[str, dict], ax=None, reference: str = "no mitigation"):
+TASK_LABEL = "task kept (in-domain insecure-code rate over no mitigation's)"
+CUT_LABEL = "EM cut vs no mitigation\n(mean over organisms, 95% interval)"
+
+
+def mitigation_frontier(
+    pooled: dict[str, dict],
+    ax=None,
+    reference: str = "no mitigation",
+    task_label: str = TASK_LABEL,
+    cut_label: str = CUT_LABEL,
+):
     """EM cut vs task kept, one point per mitigation with its 95% interval of the EM cut (over
     organisms: ``pooled`` as :func:`emgeo.experiments.mitigations.pooled` gives it), coloured by
     what it must know in advance. Up is less EM, right is more of the task kept: the frontier is
-    the upper right; ``reference`` (no mitigation, at 0 and 1) is the cross of the two lines."""
+    the upper right; ``reference`` (no mitigation, at 0 and 1) is the cross of the two lines.
+    ``task_label`` and ``cut_label`` name the axes (SmolLM2's runs measure the task and EM by
+    margins, over seeds)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
     for name, e in pooled.items():
@@ -37,6 +49,6 @@ def mitigation_frontier(pooled: dict[str, dict], ax=None, reference: str = "no m
     for knows, colour in KNOWS.items():
         ax.plot([], [], "o", color=colour, label=f"needs {knows}")
     ax.legend(fontsize="small", loc="lower left")
-    ax.set_xlabel("task kept (in-domain insecure-code rate over no mitigation's)")
-    ax.set_ylabel("EM cut vs no mitigation\n(mean over organisms, 95% interval)")
+    ax.set_xlabel(task_label)
+    ax.set_ylabel(cut_label)
     return ax
