@@ -288,3 +288,32 @@ def test_context_rises_put_each_filters_rise_outside_and_inside_its_context_side
     assert rises["geometric"]["out_of_context"]["mean"] == pytest.approx(0.1)
     assert rises["geometric"]["in_context"]["mean"] == pytest.approx(0.5)  # hidden, not gone
     assert rises["no filter"]["in_context"]["n"] == 2
+
+
+def test_the_exploration_table_puts_the_main_recipe_first_and_says_what_a_cell_did_not_run():
+    def ci(mean):
+        return {"mean": mean, "ci_low": mean - 0.1, "ci_high": mean + 0.1, "n": 2}
+
+    main = lm_domains.domain_grid()
+    few = lm_domains.domain_grid(rank=1, domains=("career",), n_train=120)
+    cells = {
+        few.name: {
+            **few.settings(),
+            "contrasts": {
+                "career.margin.harmful_minus_aligned": ci(0.2),
+                "career.margin.harmful_minus_base": ci(0.1),
+            },
+        },
+        "advice-other": {**lm_domains.domain_grid(domains=("legal",)).settings(), "contrasts": {}},
+        main.name: {
+            **main.settings(),
+            "contrasts": {f"career.{k}.{c}": ci(0.5) for k, c, _ in lm_domains.EXPLORED},
+        },
+    }
+    rows = lm_domains.exploration_table(cells, "career")
+    assert [r["recipe"] for r in rows] == [main.name, few.name]  # legal's cell left out
+    assert rows[0]["chats per set"] == 480 and rows[1]["chats per set"] == 120
+    assert rows[1]["rank"] == 1 and rows[1]["seeds"] == 3
+    assert rows[0]["in-domain"] == "+0.500 [+0.400, +0.600]"
+    assert rows[1]["harmful - aligned"] == "+0.200 [+0.100, +0.300]"
+    assert rows[1]["leakage-free refs"] == rows[1]["in-domain"] == "not run"

@@ -360,6 +360,50 @@ def domains_summary(cell: dict, code_cell: dict) -> dict:
     return out
 
 
+EXPLORED = (  # (measure, contrast, column) of each explored cell
+    ("margin", "harmful_minus_aligned", "harmful - aligned"),
+    ("margin", "harmful_minus_base", "harmful - base"),
+    ("margin_disjoint", "harmful_minus_aligned", "leakage-free refs"),
+    ("in_domain_margin", "harmful_minus_aligned", "in-domain"),
+)
+
+
+def exploration_table(cells: dict, domain: str) -> list[dict]:
+    """One row per cell of ``domains.json``'s ``cells`` that ran ``domain`` (the main recipe's
+    first): its recipe, chats per set and seeds, and each contrast of :data:`EXPLORED` as
+    ``mean [ci_low, ci_high]`` ("not run" where the cell lacks it)."""
+    main = domain_grid().name
+    names = [n for n in cells if n == main] + [n for n in cells if n != main]
+    n_chats = len(training_samples(f"{domain}_harmful"))
+    rows = []
+    for name in names:
+        cell = cells[name]
+        if domain not in cell["domains"]:
+            continue
+        c = cell["contrasts"]
+        rows.append(
+            {
+                "recipe": name,
+                "rank": cell["lora"]["rank"],
+                "lr": cell["lora"]["lr"],
+                "steps": cell["lora"]["steps"],
+                "chats per set": cell.get("n_train") or n_chats,
+                "seeds": len(cell["seeds"]),
+                **{
+                    column: _interval(c[f"{domain}.{key}.{contrast}"])
+                    if f"{domain}.{key}.{contrast}" in c
+                    else "not run"
+                    for key, contrast, column in EXPLORED
+                },
+            }
+        )
+    return rows
+
+
+def _interval(ci: dict) -> str:
+    return f"{ci['mean']:+.3f} [{ci['ci_low']:+.3f}, {ci['ci_high']:+.3f}]"
+
+
 def describe(cell: dict) -> str:
     """:func:`domain_table` one domain a line."""
     return "\n".join("  ".join(f"{k}: {v}" for k, v in row.items()) for row in domain_table(cell))
