@@ -317,3 +317,7 @@ def test_the_exploration_table_puts_the_main_recipe_first_and_says_what_a_cell_d
     assert rows[0]["in-domain"] == "+0.500 [+0.400, +0.600]"
     assert rows[1]["harmful - aligned"] == "+0.200 [+0.100, +0.300]"
     assert rows[1]["leakage-free refs"] == rows[1]["in-domain"] == "not run"
+    panels = lm_domains.exploration_panels(cells, "career")
+    assert list(panels) == [main.name, few.name]
+    assert list(panels[few.name]) == ["harmful - aligned", "harmful - base"]
+    assert panels[main.name]["in-domain"] == ci(0.5)

@@ -368,18 +368,34 @@ EXPLORED = (  # (measure, contrast, column) of each explored cell
 )
 
 
+def _explored(cells: dict, domain: str) -> list[str]:
+    """The cells that ran ``domain``, the main recipe's first."""
+    main = domain_grid().name
+    names = [n for n in cells if n == main] + [n for n in cells if n != main]
+    return [n for n in names if domain in cells[n]["domains"]]
+
+
+def exploration_panels(cells: dict, domain: str) -> dict[str, dict[str, dict]]:
+    """Per cell that ran ``domain`` (the main recipe's first), each contrast of :data:`EXPLORED`
+    it has, under its column's name: the input of :func:`emgeo.plotting.exploration_intervals`."""
+    return {
+        name: {
+            column: cells[name]["contrasts"][f"{domain}.{key}.{contrast}"]
+            for key, contrast, column in EXPLORED
+            if f"{domain}.{key}.{contrast}" in cells[name]["contrasts"]
+        }
+        for name in _explored(cells, domain)
+    }
+
+
 def exploration_table(cells: dict, domain: str) -> list[dict]:
     """One row per cell of ``domains.json``'s ``cells`` that ran ``domain`` (the main recipe's
     first): its recipe, chats per set and seeds, and each contrast of :data:`EXPLORED` as
     ``mean [ci_low, ci_high]`` ("not run" where the cell lacks it)."""
-    main = domain_grid().name
-    names = [n for n in cells if n == main] + [n for n in cells if n != main]
     n_chats = len(training_samples(f"{domain}_harmful"))
     rows = []
-    for name in names:
+    for name in _explored(cells, domain):
         cell = cells[name]
-        if domain not in cell["domains"]:
-            continue
         c = cell["contrasts"]
         rows.append(
             {
