@@ -399,11 +399,7 @@ def exploration_table(cells: dict, domain: str) -> list[dict]:
         c = cell["contrasts"]
         rows.append(
             {
-                "recipe": name,
-                "rank": cell["lora"]["rank"],
-                "lr": cell["lora"]["lr"],
-                "steps": cell["lora"]["steps"],
-                "chats per set": cell.get("n_train") or n_chats,
+                **lm_finetunes.recipe_columns(name, cell, n_chats),
                 "seeds": len(cell["seeds"]),
                 **{
                     column: _interval(c[f"{domain}.{key}.{contrast}"])

@@ -286,6 +286,18 @@ def recipe_order(cells: dict) -> list[str]:
     return [name for name in cells if name == main] + [name for name in cells if name != main]
 
 
+def recipe_columns(name: str, cell: dict, n_chats: int) -> dict:
+    """A cell's recipe as an exploration table shows it: its name, LoRA rank, learning rate,
+    steps and chats per set (``n_chats``, the whole split, unless it trained on fewer)."""
+    return {
+        "recipe": name,
+        "rank": cell["lora"]["rank"],
+        "lr": cell["lora"]["lr"],
+        "steps": cell["lora"]["steps"],
+        "chats per set": cell.get("n_train") or n_chats,
+    }
+
+
 def exploration_table(cells: dict, keys: Sequence[str] = EXPLORATION_CONTRASTS) -> list[dict]:
     """One row per recipe of ``runs.json``'s ``cells`` (:func:`recipe_order`): its settings,
     how many seeds, each contrast of ``keys`` as ``mean [ci_low, ci_high]`` ("not run" where
@@ -301,11 +313,7 @@ def exploration_table(cells: dict, keys: Sequence[str] = EXPLORATION_CONTRASTS) 
         preference = cell["contrasts"].get("insecure_insecure_preference")
         rows.append(
             {
-                "recipe": name,
-                "rank": cell["lora"]["rank"],
-                "lr": cell["lora"]["lr"],
-                "steps": cell["lora"]["steps"],
-                "chats per set": cell.get("n_train") or n_chats,
+                **recipe_columns(name, cell, n_chats),
                 "system turn": "coding" if cell.get("system") else "SmolLM2's",
                 "seeds": len(cell["seeds"]),
                 **{
