@@ -132,6 +132,11 @@ def test_the_filter_among_the_mitigations_is_read_against_the_largest_cut():
     pooled["geometric (max)"] |= {"selectivity": None}
     text = read({"pooled": {"mitigations": {"organism": pooled}}})[0]
     assert text.endswith("the most EM cut per task lost: benign data (2.0)")
+    assert "kept whole" not in text
+    pooled["geometric (max)"] |= {"task_kept": 1.0}  # resolved, the task untouched
+    pooled["random"] |= {"task_kept": 1.0}  # not resolved
+    text = read({"pooled": {"mitigations": {"organism": pooled}}})[0]
+    assert "; the largest with the task kept whole: geometric (max);" in text
     assert read({"pooled": {}}) is None
 
 

@@ -199,7 +199,14 @@ def test_the_summary_reads_each_mitigation_as_the_frontier_and_the_claims_table_
         "inducing_set": "career advice",
     }
     table = lm_mitigations.table(result)
-    assert list(table.index) == list(s)
+    result["summary"] = dict(sorted(s.items()))  # as a JSON record with sorted keys holds it
+    table = lm_mitigations.table(result)
+    assert list(table.index) == [
+        "no mitigation",
+        "geometric",
+        "preventative steering",
+        "benign data",
+    ]
     assert table.loc["geometric", "per seed [95% CI]"].startswith("+10.0% [")
     assert table.loc["geometric", "selectivity"] == "0.50"
     assert table.loc["no mitigation", "margin cut"] == "+0.0%"

@@ -99,12 +99,16 @@ def p_value(key: str, label: str) -> Callable[[dict], Figure | None]:
     return read
 
 
+WHOLE = 0.99  # a mitigation keeping this share of the task or more keeps it whole
+
+
 def among_mitigations(world: str, name: str = "geometric (max)") -> Callable[[dict], Figure | None]:
     """Mitigation ``name``'s EM cut beside the largest cut of the mitigations compared in
     ``world`` (``pooled.mitigations.<world>``): supported when it is the largest, contradicted
     when its interval lies below the largest's, not supported when the two intervals overlap.
-    Beside them, of the cuts whose interval lies above 0, the one with the most EM cut per unit
-    of task lost (selectivity), where any has one."""
+    Beside them, of the cuts whose interval lies above 0, the largest that keeps the task whole
+    (:data:`WHOLE`) and the one with the most EM cut per unit of task lost (selectivity), where
+    any has one."""
 
     def read(summary: dict) -> Figure | None:
         pooled = get(summary, f"pooled.mitigations.{world}")
@@ -121,6 +125,10 @@ def among_mitigations(world: str, name: str = "geometric (max)") -> Callable[[di
 
         rank = 1 + sum(e["em_cut"] > mine["em_cut"] for e in cuts.values())
         text = f"{show(name, mine)}, {rank} of {len(cuts)}; the largest: {show(best, top)}"
+        whole = {k: e for k, e in cuts.items() if _resolved(e) and e.get("task_kept", 0) >= WHOLE}
+        if whole:
+            most = max(whole, key=lambda k: whole[k]["em_cut"])
+            text += f"; the largest with the task kept whole: {most}"
         selective = {k: e for k, e in cuts.items() if _resolved(e) and e.get("selectivity")}
         if selective:
             most = max(selective, key=lambda k: selective[k]["selectivity"])

@@ -392,7 +392,8 @@ def _round(value: float | None) -> float | None:
 
 
 def table(result: dict) -> pd.DataFrame:
-    """Notebook 09's table of a SmolLM2 comparison: per mitigation, the margin's rise over the
+    """Notebook 09's table of a SmolLM2 comparison: per mitigation (in :data:`MITIGATIONS`'
+    order), the margin's rise over the
     base model, its cut of the unmitigated rise (of the means, then per seed with its 95%
     interval), the task kept, selectivity and what it needs in advance."""
 
@@ -410,7 +411,9 @@ def table(result: dict) -> pd.DataFrame:
             "needs": e["needs"],
         }
 
-    frame = pd.DataFrame({name: row(e) for name, e in result["summary"].items()}).T
+    summary = result["summary"]
+    order = [m for m in MITIGATIONS if m in summary] + [m for m in summary if m not in MITIGATIONS]
+    frame = pd.DataFrame({name: row(summary[name]) for name in order}).T
     frame.index.name = "mitigation"
     return frame
 

@@ -30,9 +30,9 @@ def mitigation_frontier(
     margins, over seeds)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
-    for name, e in pooled.items():
-        if name == reference:
-            continue
+    shown = sorted((n for n in pooled if n != reference), key=lambda n: pooled[n]["task_kept"])
+    for i, name in enumerate(shown):
+        e = pooled[name]
         low, high = (math.nan if v is None else v for v in e["em_cut_ci"])
         knows = next((k for k in KNOWS if e["needs"].startswith(k)), "nothing")
         yerr = [[e["em_cut"] - low], [high - e["em_cut"]]] if math.isfinite(low) else None
@@ -40,7 +40,7 @@ def mitigation_frontier(
         ax.annotate(
             name,
             (e["task_kept"], e["em_cut"]),
-            xytext=(5, 4),
+            xytext=(5, 4 if i % 2 == 0 else -12),  # neighbours along the x axis alternate
             textcoords="offset points",
             fontsize="small",
         )
