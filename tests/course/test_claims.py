@@ -196,5 +196,6 @@ def test_the_advice_records_give_each_domains_verdict_and_the_strongest_domains_
         for r in claims.rows({"pooled": pooled})
         if r["claim"].startswith("Beside the other ways") and r["where"].startswith(claims.ADVICE)
     )
-    assert row["verdict"] == "contradicted" and "geometric +5.0% [-10.0%, +20.0%], 2 of 2" in row["figure"]
+    assert row["verdict"] == "contradicted"
+    assert "geometric +5.0% [-10.0%, +20.0%], 2 of 2" in row["figure"]
     assert row["figure"].endswith("benign data (4.0)")

@@ -132,7 +132,8 @@ def among_mitigations(world: str, name: str = "geometric (max)") -> Callable[[di
         selective = {k: e for k, e in cuts.items() if _resolved(e) and e.get("selectivity")}
         if selective:
             most = max(selective, key=lambda k: selective[k]["selectivity"])
-            text += f"; the most EM cut per task lost: {most} ({selective[most]['selectivity']:.1f})"
+            ratio = selective[most]["selectivity"]
+            text += f"; the most EM cut per task lost: {most} ({ratio:.1f})"
         if best == name:
             return text, "supported"
         return text, "contradicted" if high < top["em_cut_ci"][0] else "not supported"
@@ -493,7 +494,8 @@ def _add_advice(out: dict, data_dir: Path) -> None:
     compared = _load(data_dir / "lm_em" / f"mitigations_{best}.json")
     if compared and "summary" in compared:
         summary = compared["summary"]
-        out.setdefault("mitigations", {})["lm"] = {k: e for k, e in summary.items() if "em_cut" in e}
+        compared_lm = {k: e for k, e in summary.items() if "em_cut" in e}
+        out.setdefault("mitigations", {})["lm"] = compared_lm
 
 
 def _cut_vs_random(result: dict, name: str, reference: str = "random") -> dict | None:
